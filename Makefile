@@ -1,0 +1,68 @@
+# furet — the two commands of the README are `make demo` and `make test`; both run
+# `make deps` first, which installs what is missing and is quick when all is there.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+BIN         := $(VENV)/bin
+PYTHON      ?= python3
+VENV_STAMP  := $(VENV)/.furet-deps
+# Podman runtime settings that work on these machines (runc, cgroupfs, ulimits).
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
+export PATH            := $(CURDIR)/$(BIN):$(PATH)
+export FURET_HOME      := $(CURDIR)
+
+.PHONY: help deps apt-deps venv cassandra-dist lab-up lab-down lab-status demo test \
+        lint unit bench lock clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+deps: apt-deps venv cassandra-dist ## Install everything furet needs (idempotent)
+
+apt-deps: ## Debian packages of lab/apt-packages.txt
+	@bash lab/install-apt-deps.sh
+
+venv: $(VENV_STAMP) ## The Python venv .venv with pinned tools
+
+$(VENV_STAMP): requirements-dev.txt constraints.txt pyproject.toml
+	@echo "venv: installing pinned packages into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+cassandra-dist: ## Cassandra 5.0 from Maven Central into .cache/cassandra
+	@bash packaging/cassandra/build.sh
+
+lab-up: deps ## Start the lab hosts (builds the image when its recipe changed)
+	@$(BIN)/furet lab up
+
+lab-down: ## Remove the lab's containers and network
+	@$(BIN)/furet lab down
+
+lab-status: ## One line per lab host
+	@$(BIN)/furet lab status
+
+demo: lab-up ## The main job on the local lab: provision every host, then summarise
+	@$(BIN)/ansible-playbook playbooks/site.yml
+	@$(BIN)/furet hosts
+
+lint: venv ## ruff, yamllint, ansible-lint (production profile)
+	@$(BIN)/ruff check migration tests
+	@$(BIN)/yamllint -s .
+	@$(BIN)/ansible-lint -q
+
+unit: venv ## Unit tests only (no lab, no servers)
+	@$(BIN)/pytest -q tests/unit
+
+test: deps lint ## Everything: lint, unit, Cassandra dist, lab smoke test
+	@$(BIN)/pytest -v --durations=15 tests
+
+lock: ## Re-pin the transitive Python dependencies (constraints.txt)
+	@$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+clean: lab-down ## Remove the lab, the venv and the caches (the lab image stays)
+	rm -rf $(VENV) .cache/cassandra

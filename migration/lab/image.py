@@ -1,0 +1,55 @@
+"""The lab base image: built by lab/image/build.sh, tagged by a hash of its recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections.abc import Callable
+
+from migration.errors import FuretError
+from migration.lab.config import LabConfig
+from migration.lab.podman import Podman
+
+
+def recipe_hash(config: LabConfig) -> str:
+    """sha256 over every file of lab/image/ (path and content), first 12 hex digits."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in config.image_recipe_dir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(config.image_recipe_dir)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def image_tag(config: LabConfig) -> str:
+    return f"{config.image}:{recipe_hash(config)}"
+
+
+def ensure_image(config: LabConfig, podman: Podman, say: Callable[[str], None]) -> str:
+    """Build the image unless the current recipe's tag exists; return the tag."""
+    tag = image_tag(config)
+    if podman.exists("image", tag):
+        say(f"image {tag} is cached")
+        return tag
+    say(f"building image {tag} (debootstrap, ~2 min)")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(config.image_recipe_dir / "build.sh"), tag], env=podman.env
+    )
+    if result.returncode != 0:
+        raise FuretError(f"lab image build failed (lab/image/build.sh exit {result.returncode})")
+    say(f"image {tag} built in {time.monotonic() - started:.0f} s")
+    _remove_stale_tags(config, podman, keep=tag, say=say)
+    return tag
+
+
+def _remove_stale_tags(config: LabConfig, podman: Podman, keep: str,
+                       say: Callable[[str], None]) -> None:
+    """Drop older builds of the lab image that no container uses any more."""
+    listing = podman.run("images", "--format", "{{.Repository}}:{{.Tag}}", config.image,
+                         check=False)
+    for tag in listing.stdout.split():
+        stale = tag != keep and tag.startswith(config.image + ":")
+        # rmi refuses an image that a container still uses; that one stays.
+        if stale and podman.run("rmi", tag, check=False).returncode == 0:
+            say(f"removed old image {tag}")

@@ -1,0 +1,59 @@
+"""Shared test helpers: run furet's playbooks and read their recap."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / ".venv" / "bin"
+
+_RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    output: str
+    recap: dict[str, dict[str, int]]
+
+    def changed_hosts(self) -> dict[str, int]:
+        return {h: r["changed"] for h, r in self.recap.items() if r["changed"]}
+
+
+def tool_env() -> dict[str, str]:
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        CONTAINERS_CONF=str(REPO / "lab" / "containers.conf"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        PATH=f"{BIN}:{os.environ['PATH']}",
+    )
+
+
+def run_playbook(playbook: str, *args: str, inventory: str | Path | None = None,
+                 timeout: int = 1800) -> PlaybookRun:
+    cmd = [str(BIN / "ansible-playbook"), str(REPO / "playbooks" / playbook), *args]
+    if inventory is not None:
+        cmd[1:1] = ["-i", str(inventory)]
+    result = subprocess.run(cmd, cwd=REPO, env=tool_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    output = result.stdout + result.stderr
+    recap = {
+        m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+        for m in _RECAP.finditer(output)
+    }
+    return PlaybookRun(result.returncode, output, recap)
+
+
+def furet(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "furet"), *args], cwd=REPO, env=tool_env(),
+                          capture_output=True, text=True, timeout=timeout)
