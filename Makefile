@@ -14,7 +14,7 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 export FURET_HOME      := $(CURDIR)
 
-.PHONY: help deps apt-deps venv cassandra-dist lab-up lab-down lab-status demo test \
+.PHONY: help deps apt-deps venv cassandra-dist lab-image lab-up lab-down lab-status demo test \
         lint unit bench lock clean
 
 help: ## List the targets
@@ -36,6 +36,9 @@ $(VENV_STAMP): requirements-dev.txt constraints.txt pyproject.toml
 
 cassandra-dist: ## Cassandra 5.0 from Maven Central into .cache/cassandra
 	@bash packaging/cassandra/build.sh
+
+lab-image: deps ## The lab base image (debootstrap; rebuilt only when lab/image/ changes)
+	@$(BIN)/furet lab image
 
 lab-up: deps ## Start the lab hosts (builds the image when its recipe changed)
 	@$(BIN)/furet lab up

@@ -40,6 +40,17 @@ def lab_up() -> None:
     lifecycle.up(load_lab_config(), _say)
 
 
+@lab.command("image")
+def lab_image() -> None:
+    """Build the lab base image if its recipe changed (also tags it :latest)."""
+    from migration.lab.config import load_lab_config
+    from migration.lab.image import ensure_image
+    from migration.lab.podman import Podman
+
+    config = load_lab_config()
+    ensure_image(config, Podman(config.containers_conf), _say)
+
+
 @lab.command("down")
 def lab_down() -> None:
     """Remove the lab's containers and network (nothing else)."""

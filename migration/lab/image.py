@@ -30,6 +30,8 @@ def ensure_image(config: LabConfig, podman: Podman, say: Callable[[str], None]) 
     tag = image_tag(config)
     if podman.exists("image", tag):
         say(f"image {tag} is cached")
+        _tag_latest(config, podman, tag)
+        _remove_stale_tags(config, podman, keep=tag, say=say)
         return tag
     say(f"building image {tag} (debootstrap, ~2 min)")
     started = time.monotonic()
@@ -39,8 +41,18 @@ def ensure_image(config: LabConfig, podman: Podman, say: Callable[[str], None]) 
     if result.returncode != 0:
         raise FuretError(f"lab image build failed (lab/image/build.sh exit {result.returncode})")
     say(f"image {tag} built in {time.monotonic() - started:.0f} s")
+    _tag_latest(config, podman, tag)
     _remove_stale_tags(config, podman, keep=tag, say=say)
     return tag
+
+
+def latest_tag(config: LabConfig) -> str:
+    """The stable name molecule scenarios use (`make lab-image` keeps it current)."""
+    return f"{config.image}:latest"
+
+
+def _tag_latest(config: LabConfig, podman: Podman, tag: str) -> None:
+    podman.run("tag", tag, latest_tag(config))
 
 
 def _remove_stale_tags(config: LabConfig, podman: Podman, keep: str,
@@ -49,7 +61,7 @@ def _remove_stale_tags(config: LabConfig, podman: Podman, keep: str,
     listing = podman.run("images", "--format", "{{.Repository}}:{{.Tag}}", config.image,
                          check=False)
     for tag in listing.stdout.split():
-        stale = tag != keep and tag.startswith(config.image + ":")
+        stale = tag not in (keep, latest_tag(config)) and tag.startswith(config.image + ":")
         # rmi refuses an image that a container still uses; that one stays.
         if stale and podman.run("rmi", tag, check=False).returncode == 0:
             say(f"removed old image {tag}")

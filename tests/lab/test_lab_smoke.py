@@ -51,6 +51,11 @@ def test_site_playbook_converges_then_changes_nothing(lab: LabConfig) -> None:
     assert second.returncode == 0, second.output[-4000:]
     assert second.changed_hosts() == {}, second.output[-4000:]
 
+    # --check --diff on a converged lab tells the truth: nothing would change.
+    checked = run_playbook("site.yml", "--check", "--diff")
+    assert checked.returncode == 0, checked.output[-4000:]
+    assert checked.changed_hosts() == {}, checked.output[-4000:]
+
     # What the common role promises, read back from a host of each group.
     for name in ("legacy1", "galera3", "cassandra2", "etl1"):
         host = next(h for h in lab.hosts if h.name == name)
