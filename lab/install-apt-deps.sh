@@ -19,6 +19,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "apt-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as mariadb-server start their service on install; furet only needs their
+# binaries on this machine (tests start their own servers), so no service starts here.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "apt-deps: done"

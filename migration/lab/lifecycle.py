@@ -9,6 +9,7 @@ the names it gave them) and its own network.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,9 @@ from migration.lab.sshkey import ensure_lab_key
 
 Say = Callable[[str], None]
 RECIPE_LABEL = "furet.lab.recipe"
+# CAP_SYS_ADMIN lets systemd inside a host set up the sandboxing of packaged units
+# (ProtectSystem, PrivateTmp: haproxy, mariadb) as it does on a real server.
+RUN_OPTIONS = ("--systemd=always", "--cap-add=SYS_ADMIN")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ def ssh_hostname(config: LabConfig, host: InventoryHost, timeout: int = 3) -> st
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def _container_spec(config: LabConfig) -> str:
+    """What a lab container is made of: the image recipe and the run options."""
+    return f"{recipe_hash(config)}-{hashlib.sha256(' '.join(RUN_OPTIONS).encode()).hexdigest()[:6]}"
+
+
 def _ensure_network(config: LabConfig, podman: Podman, say: Say) -> None:
     info = podman.inspect("network", config.network)
     if info is not None:
@@ -89,7 +98,7 @@ def _container_is_healthy(config: LabConfig, podman: Podman, name: str, recipe: 
         return f"stale ({state})"
     labels = info.get("Config", {}).get("Labels") or {}
     if labels.get(RECIPE_LABEL) != recipe:
-        return "runs an older image"
+        return "runs an older image or older run options"
     probe = podman.run("exec", name, "systemctl", "is-system-running", check=False, timeout=15)
     if probe.stdout.strip() not in ("running", "degraded", "starting", "initializing"):
         return f"not answering (systemd: {probe.stdout.strip() or probe.stderr.strip()})"
@@ -101,7 +110,7 @@ def _run_container(config: LabConfig, podman: Podman, host: InventoryHost, tag: 
     add_hosts = [f"--add-host={h.name}:{h.address}" for h in config.hosts if h is not host]
     podman.run(
         "run", "--detach", "--name", config.container_name(host), "--hostname", host.name,
-        "--network", config.network, "--ip", host.address, "--systemd=always",
+        "--network", config.network, "--ip", host.address, *RUN_OPTIONS,
         "--label", "furet.lab=1", "--label", f"{RECIPE_LABEL}={recipe}",
         "--volume", f"{authorized_keys}:/root/.ssh/authorized_keys:ro",
         *add_hosts, tag,
@@ -130,7 +139,7 @@ def up(config: LabConfig, say: Say) -> float:
         authorized_keys = ensure_lab_key(config.state_dir)
         tag = ensure_image(config, podman, say)
         started = time.monotonic()
-        recipe = recipe_hash(config)
+        recipe = _container_spec(config)
         _ensure_network(config, podman, say)
         created = []
         for host in config.hosts:

@@ -1,0 +1,104 @@
+"""Small clients for the Galera fault tests: SQL on a node over SSH, and a writer that
+inserts continuously through HAProxy, retrying on connection loss."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pymysql
+
+from migration.inventory import InventoryHost
+from migration.remote import connection_for
+
+# LAB ONLY: the application user of inventories/lab/group_vars/galera.yml.
+APP_USER = "furet"
+APP_PASSWORD = "lab-furet-not-secret"
+
+
+def node_sql(host: InventoryHost, sql: str, warn: bool = False) -> str:
+    """Run SQL as root on a node (unix socket) over SSH; return the tab-separated output."""
+    with connection_for(host) as conn:
+        result = conn.run(f"mariadb -N -s -e {_quote(sql)}", hide=True, warn=warn)
+    return result.stdout.strip()
+
+
+def node_shell(host: InventoryHost, command: str, warn: bool = False) -> str:
+    with connection_for(host) as conn:
+        return conn.run(command, hide=True, warn=warn).stdout.strip()
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def connect(address: str, port: int = 3306, database: str = "furet") -> pymysql.Connection:
+    return pymysql.connect(host=address, port=port, user=APP_USER, password=APP_PASSWORD,
+                           database=database, autocommit=True, connect_timeout=3,
+                           read_timeout=10, write_timeout=10)
+
+
+def insert_rows(address: str, phase: str, count: int) -> list[str]:
+    """Insert ``count`` rows on one node; return the keys the server acknowledged."""
+    acked = []
+    with connect(address) as conn, conn.cursor() as cur:
+        for _ in range(count):
+            key = uuid.uuid4().hex
+            cur.execute("INSERT INTO fault_probe (k, phase) VALUES (%s, %s)", (key, phase))
+            acked.append(key)
+    return acked
+
+
+@dataclass
+class ContinuousWriter:
+    """Inserts through ``address`` until stopped, reconnecting after any error."""
+
+    address: str
+    max_seconds: float = 900.0
+    acked: list[str] = field(default_factory=list)
+    failed_attempts: int = 0
+    longest_pause_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> ContinuousWriter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        last_ack = time.monotonic()
+        conn = None
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            key = uuid.uuid4().hex
+            try:
+                if conn is None:
+                    conn = connect(self.address)
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO fault_probe (k, phase) VALUES (%s, 'rolling')",
+                                (key,))
+                now = time.monotonic()
+                self.longest_pause_s = max(self.longest_pause_s, now - last_ack)
+                last_ack = now
+                self.acked.append(key)
+            except pymysql.MySQLError as exc:
+                self.failed_attempts += 1
+                name = f"{type(exc).__name__}({exc.args[0] if exc.args else ''})"
+                self.errors[name] = self.errors.get(name, 0) + 1
+                if conn is not None:
+                    with contextlib.suppress(pymysql.MySQLError):
+                        conn.close()
+                conn = None
+                time.sleep(0.1)
+        if conn is not None:
+            conn.close()
