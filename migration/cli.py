@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 
 import click
 from rich.console import Console
+from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Table
 
 from migration import __version__
+from migration.config import FuretConfig
 from migration.errors import EXIT_USER_ERROR, FuretError
 
 # Logs and CI have no terminal: keep lines whole instead of rich's 80-column default.
@@ -22,8 +26,20 @@ def _say(message: str) -> None:
 
 @click.group()
 @click.version_option(__version__, prog_name="furet")
-def cli() -> None:
+@click.option("--config", "config_path", default=None, metavar="FILE",
+              help="YAML settings (default: ./furet.yml if present). "
+                   "Order: defaults < file < FURET_* env < flags.")
+@click.option("--legacy-host", default=None, help="Legacy MySQL host.")
+@click.option("--legacy-port", type=int, default=None, help="Legacy MySQL port.")
+@click.option("--target-host", default=None, help="Target Galera (or HAProxy) host.")
+@click.option("--target-port", type=int, default=None, help="Target Galera port.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, legacy_host: str | None,
+        legacy_port: int | None, target_host: str | None, target_port: int | None) -> None:
     """furet: provision Galera and Cassandra, and migrate legacy MySQL onto them."""
+    ctx.obj = {"config_path": config_path,
+               "flags": {"legacy": {"host": legacy_host, "port": legacy_port},
+                         "target": {"host": target_host, "port": target_port}}}
 
 
 @cli.group()
@@ -104,6 +120,266 @@ def hosts(inventory: str, patterns: tuple[str, ...]) -> None:
     failed = [r.host.name for r in rows if r.error]
     if failed:
         raise FuretError(f"unreachable over SSH: {', '.join(failed)}")
+
+
+
+
+# --- migration engine -------------------------------------------------------------------
+
+
+def _config(ctx: click.Context, rounds: dict[str, object] | None = None) -> FuretConfig:
+    from migration.config import load_config
+
+    obj = ctx.find_root().obj or {}
+    flags = dict(obj.get("flags", {}))
+    if rounds:
+        flags["rounds"] = rounds
+    return load_config(obj.get("config_path"), flags=flags)
+
+
+def _progress_enabled(no_progress: bool) -> bool:
+    return not no_progress and console.is_terminal
+
+
+class _RichProgress:
+    """Round progress: one bar per source table (rows copied / estimated rows)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def table(self, name: str, total: int | None) -> None:
+        self.tasks[name] = self.progress.add_task(name, total=total or None)
+
+    def advance(self, name: str, rows: int) -> None:
+        self.progress.advance(self.tasks[name], rows)
+
+
+def _print_round(summary: dict[str, object]) -> None:
+    title = (f"flow {summary['flow']} round {summary['round_no']} ({summary['strategy']}, "
+             f"{summary['kind']}{', final' if summary.get('final') else ''}"
+             f"{', resumed' if summary.get('resumed') else ''})")
+    table = Table("source table", "window (lo, hi]", "watermark", "chunks", "read", "written",
+                  "quarantined", title=title)
+    for row in summary.get("tables", []):  # type: ignore[union-attr]
+        q = row["rows_quarantined"]
+        table.add_row(row["source_table"], f"({row['window_lo']}, {row['window_hi']}]",
+                      str(row["watermark"]), str(row["chunks"]), f"{row['rows_read']:,}",
+                      f"{row['rows_written']:,}", f"[yellow]{q:,}[/]" if q else "0")
+    console.print(table)
+    seconds = float(summary.get("seconds") or 0.0)
+    written = int(summary.get("rows_written") or 0)  # type: ignore[call-overload]
+    rate = f"{written / seconds:,.0f} rows/s" if seconds > 0 else "-"
+    _say(f"round {summary['round_no']} of {summary['flow']}: {summary['status']} in "
+         f"{seconds:.1f}s, {written:,} rows written ({rate}), "
+         f"{summary.get('rows_quarantined', 0)} quarantined")
+
+
+@cli.group()
+def legacy() -> None:
+    """The legacy MySQL side: schemas, seed data, web-app-like traffic, freeze."""
+
+
+@legacy.command("init")
+@click.option("--drop", is_flag=True, help="Drop lf_runtime and lf_bo first (all data!).")
+@click.pass_context
+def legacy_init(ctx: click.Context, drop: bool) -> None:
+    """Create the legacy schemas lf_runtime (customer, quote, offer) and lf_bo."""
+    from migration.legacy.schema import init_legacy
+
+    config = _config(ctx)
+    done = init_legacy(config.legacy, drop=drop)
+    _say(f"{config.legacy.where}: schemas {', '.join(done)} ready")
+
+
+@legacy.command("seed")
+@click.option("--quotes", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True,
+              help="Random seed (same seed, same data).")
+@click.option("--dirt-per-thousand", type=float, default=3.0, show_default=True,
+              help="Dirty rows per thousand (zero dates, latin1 bytes, NULL prices).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def legacy_seed(ctx: click.Context, quotes: int, seed_value: int, dirt_per_thousand: float,
+                as_json: bool, no_progress: bool) -> None:
+    """Fill the legacy schemas with nine years of realistic, slightly dirty data."""
+    from migration.legacy.seed import seed
+
+    config = _config(ctx)
+    with Progress(console=err_console, disable=not _progress_enabled(no_progress)) as bar:
+        task = bar.add_task("rows", total=None)
+        report = seed(config.legacy, quotes, seed_value=seed_value,
+                      dirt_per_thousand=dirt_per_thousand,
+                      progress=lambda table, rows: bar.advance(task, rows))
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(report)))
+        return
+    rows = report.customers + report.quotes + report.offers
+    _say(f"{config.legacy.where}: {report.customers:,} customers, {report.quotes:,} quotes, "
+         f"{report.offers:,} offers in {report.seconds:.1f}s ({rows / report.seconds:,.0f} rows/s);"
+         f" dirt {report.dirty}; lf_bo {report.bo_quotes:,} quotes, {report.bo_offers:,} offers")
+
+
+@legacy.command("traffic")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=50.0, show_default=True,
+              help="Transactions per second.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds.")
+@click.option("--late-share", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of transactions committed after later-stamped ones.")
+@click.option("--seed", "seed_value", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def legacy_traffic(ctx: click.Context, rate: float, duration: float, late_share: float,
+                   seed_value: int | None, as_json: bool) -> None:
+    """Insert and update rows like the web app (stops when the legacy turns read-only)."""
+    from migration.legacy.traffic import run_traffic
+
+    config = _config(ctx)
+    report = run_traffic(config.legacy, rate, duration, seed=seed_value, late_share=late_share)
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(report)))
+        return
+    _say(f"{config.legacy.where}: {report.operations} transactions in {report.seconds:.1f}s, "
+         f"{report.late_commits} late commits, stopped by {report.stopped_by}")
+
+
+@legacy.command("freeze")
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.pass_context
+def legacy_freeze(ctx: click.Context, timeout: float) -> None:
+    """Legacy read-only on, then wait until no write is in flight."""
+    from migration.legacy.freeze import freeze
+
+    config = _config(ctx)
+    seconds = freeze(config.legacy, timeout)
+    _say(f"{config.legacy.where}: read-only, no write in flight (waited {seconds:.1f}s)")
+
+
+@legacy.command("unfreeze")
+@click.pass_context
+def legacy_unfreeze(ctx: click.Context) -> None:
+    """Legacy read-only off."""
+    from migration.legacy.freeze import unfreeze
+
+    config = _config(ctx)
+    unfreeze(config.legacy)
+    _say(f"{config.legacy.where}: writable again")
+
+
+@cli.group()
+def target() -> None:
+    """The target Galera side."""
+
+
+@target.command("init")
+@click.option("--drop", is_flag=True, help="Drop the target lf_runtime and lf_bo first.")
+@click.pass_context
+def target_init(ctx: click.Context, drop: bool) -> None:
+    """Create the target schemas lf_runtime and lf_bo (utf8mb4, strict)."""
+    from migration.target.schema import init_target
+
+    config = _config(ctx)
+    done = init_target(config.target, drop=drop)
+    _say(f"{config.target.where}: schemas {', '.join(done)} ready")
+
+
+@cli.group()
+def cassandra() -> None:
+    """The target Cassandra ring."""
+
+
+@cassandra.command("init")
+@click.option("--keyspace", default="prod", show_default=True)
+@click.option("--replication", default=None,
+              help="CQL replication map (default: NetworkTopologyStrategy rbx 3, gra 3).")
+@click.pass_context
+def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None) -> None:
+    """Create the keyspace and the query tables of migration/target/cql/prod.cql."""
+    from migration.target.cassandra_schema import DEFAULT_REPLICATION, init_cassandra
+
+    config = _config(ctx)
+    tables = init_cassandra(config.cassandra, keyspace, replication or DEFAULT_REPLICATION)
+    _say(f"{config.cassandra.where}: keyspace {keyspace} with {', '.join(tables)}")
+
+
+@cli.command("round")
+@click.option("--flow", required=True, help="Flow name (migration/flows/*.yml) or YAML path.")
+@click.option("--final", is_flag=True, help="Cutover round: safety lag 0 (freeze writes first).")
+@click.option("--strategy", type=click.Choice(["ts", "naive", "id"]), default="ts",
+              show_default=True, help="ts = furet; naive and id only to show their losses.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None)
+@click.option("--chunk-rows", type=click.IntRange(1), default=None)
+@click.option("--batch-rows", type=click.IntRange(1, 10_000), default=None)
+@click.option("--overlap-ms", type=click.IntRange(0), default=None)
+@click.option("--safety-lag-ms", type=click.IntRange(0), default=None)
+@click.option("--max-rows-per-second", type=click.IntRange(0), default=None,
+              help="Per worker; 0 = unthrottled.")
+@click.option("--max-quarantined", type=click.IntRange(0), default=None,
+              help="Exit non-zero when the round quarantines more rows than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the round summary as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.pass_context
+def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers: int | None,
+              chunk_rows: int | None, batch_rows: int | None, overlap_ms: int | None,
+              safety_lag_ms: int | None, max_rows_per_second: int | None,
+              max_quarantined: int | None, as_json: bool, no_progress: bool) -> None:
+    """Run (or resume) the next round of a flow."""
+    from migration.engine.round import RoundOptions, run_round
+
+    config = _config(ctx, {"workers": workers, "chunk_rows": chunk_rows,
+                           "batch_rows": batch_rows, "overlap_ms": overlap_ms,
+                           "safety_lag_ms": safety_lag_ms,
+                           "max_rows_per_second": max_rows_per_second})
+    options = RoundOptions(flow, strategy, final, max_quarantined)
+    with Progress(*Progress.get_default_columns(), TextColumn("{task.completed:,.0f} rows"),
+                  console=err_console, disable=not _progress_enabled(no_progress)) as bar:
+        def started(round_row: object, resumed: bool) -> None:
+            if not as_json:
+                verb = "resuming" if resumed else "starting"
+                bar.console.print(f"furet {verb} round {round_row.round_no} of flow "  # type: ignore[attr-defined]
+                                  f"{round_row.flow}", highlight=False)  # type: ignore[attr-defined]
+
+        summary = run_round(config, options, _RichProgress(bar), on_start=started)
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+    else:
+        _print_round(summary)
+    if summary.get("error"):
+        raise FuretError(str(summary["error"]))
+
+
+@cli.command("status")
+@click.option("--flow", default=None, help="Only this flow.")
+@click.option("--last", type=click.IntRange(1), default=10, show_default=True,
+              help="Rounds per flow.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status_cmd(ctx: click.Context, flow: str | None, last: int, as_json: bool) -> None:
+    """The rounds of every flow recorded in the target's furet ledger, and the quarantine."""
+    from migration.engine.status import status
+
+    config = _config(ctx)
+    data = status(config, flow, last)
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    table = Table("flow", "round", "strategy", "kind", "status", "read", "written",
+                  "quarantined", "runs", "seconds", "started", title=f"{config.target.where}")
+    for r in data["rounds"]:
+        table.add_row(r["flow"], str(r["round_no"]), r["strategy"],
+                      r["kind"] + (" final" if r["final"] else ""),
+                      "[green]done[/]" if r["status"] == "done" else f"[yellow]{r['status']}[/]",
+                      f"{r['rows_read']:,}", f"{r['rows_written']:,}",
+                      str(r["rows_quarantined"]), str(r["invocations"]),
+                      f"{r['seconds'] or 0:.1f}", str(r["started_at"]))
+    console.print(table)
+    if data["quarantine"]:
+        q = Table("flow", "source table", "reason", "rows", title="quarantine")
+        for row in data["quarantine"]:
+            q.add_row(row["flow"], row["source_table"], row["reason"], str(row["rows"]))
+        console.print(q)
 
 
 def main() -> None:

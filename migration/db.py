@@ -1,0 +1,122 @@
+"""MariaDB/MySQL connections (PyMySQL) and the one-line errors that name where it failed.
+
+Every PyMySQL error that reaches the user goes through :func:`db_error`, which names the
+server (role, host, port), the database and the table, and never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from migration.config import DbSettings
+from migration.errors import FuretError
+
+# Errors that belong to one row's data: the row goes to quarantine, the batch goes on.
+ROW_DATA_ERRORS = frozenset({
+    1048,  # column cannot be null
+    1062,  # duplicate entry (another unique key)
+    1264,  # out of range value
+    1265,  # data truncated
+    1292,  # incorrect date/datetime value
+    1366,  # incorrect string value (encoding)
+    1406,  # data too long
+    1452,  # foreign key constraint
+    3819, 4025,  # check constraint
+})
+# Errors worth retrying the whole transaction for (deadlock, Galera certification, lost link).
+RETRYABLE_ERRORS = frozenset({1205, 1213, 1047, 2006, 2013, 2003})
+
+STRICT_SQL_MODE = ("STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+                   "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION")
+
+
+def error_code(exc: BaseException) -> int:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else 0
+
+
+def db_error(exc: BaseException, settings: DbSettings, database: str = "",
+             table: str = "") -> FuretError:
+    """One line: ``legacy 127.0.0.11:3306 db lf_runtime table quote: <what>``."""
+    code = error_code(exc)
+    where = settings.where
+    if database:
+        where += f" database {database}"
+    if table:
+        where += f" table {table}"
+    message = str(exc.args[1]) if len(getattr(exc, "args", ())) > 1 else str(exc)
+    if code == 1045:
+        what = f"access denied for user {settings.user!r}"
+    elif code in (2003, 2002):
+        what = "cannot connect (server down or wrong host/port)"
+    elif code == 1049:
+        what = f"unknown database {database or message}"
+    elif code == 1146:
+        what = f"table does not exist ({message})"
+    elif code in (1290, 1836):
+        what = "server is read-only"
+    else:
+        what = f"error {code}: {message}" if code else message
+    if settings.password:
+        what = what.replace(settings.password, "***")
+    return FuretError(f"{where}: {what}")
+
+
+def connect(settings: DbSettings, database: str | None = None, *, autocommit: bool = True,
+            strict: bool = False, streaming: bool = False,
+            sql_mode: str | None = None) -> pymysql.connections.Connection:
+    """A connection in utf8mb4; ``strict`` sets the strict SQL mode furet writes with."""
+    try:
+        conn = pymysql.connect(
+            host=settings.host, port=settings.port, user=settings.user,
+            password=settings.password, database=database,
+            unix_socket=settings.unix_socket or None, charset="utf8mb4",
+            autocommit=autocommit, connect_timeout=settings.connect_timeout,
+            cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
+            local_infile=False,
+        )
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, settings, database or "") from None
+    mode = STRICT_SQL_MODE if strict else sql_mode
+    if mode is not None:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = %s", (mode,))
+    return conn
+
+
+@contextlib.contextmanager
+def connection(settings: DbSettings, database: str | None = None,
+               **kwargs: Any) -> Iterator[pymysql.connections.Connection]:
+    conn = connect(settings, database, **kwargs)
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def query(conn: pymysql.connections.Connection, sql: str,
+          args: Any = None) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def server_now_ms(conn: pymysql.connections.Connection) -> int:
+    """The server's clock in epoch milliseconds (the clock the window is cut on)."""
+    return int(query(conn, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")[0][0])
+
+
+def run_script(conn: pymysql.connections.Connection, script: str) -> None:
+    """Run a ``;``-separated SQL file (no procedures, no ``;`` inside literals)."""
+    with conn.cursor() as cur:
+        for statement in script.split(";"):
+            lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
+            text = "\n".join(lines).strip()
+            if text:
+                cur.execute(text)

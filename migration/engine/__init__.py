@@ -1,0 +1,1 @@
+"""The migration engine: rounds planned, run, checkpointed and resumed through a ledger."""

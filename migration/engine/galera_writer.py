@@ -1,0 +1,168 @@
+"""Batched, idempotent, version-aware writes into MariaDB/Galera.
+
+One multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` per target table and batch, where
+every column takes the new value only if the incoming version is not older::
+
+    c = IF(VALUES(v) >= v, VALUES(c), c), ..., v = GREATEST(v, VALUES(v))
+
+The version column is assigned LAST: MariaDB evaluates the assignments left to right, so
+an earlier ``v = ...`` would make every later comparison see the new version. Replaying a
+batch is harmless (same version: same values), an older version never wins.
+
+When a batch fails on one row's data (bad date, bad encoding, NULL in a NOT NULL column),
+the batch is retried row by row in the same transaction and the failing rows go to
+quarantine; a clean batch costs one statement per target table.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from migration.db import ROW_DATA_ERRORS, error_code
+from migration.engine.quarantine import QuarantinedRow, original_values
+from migration.flows.mapping import TableFlow, TargetMap, TransformError
+from migration.sql_literals import row_literal
+
+REASONS = {1048: "NULL not allowed", 1062: "duplicate key", 1264: "out of range",
+           1265: "truncated", 1292: "bad date", 1366: "bad encoding", 1406: "too long",
+           1452: "foreign key", 3819: "constraint", 4025: "constraint"}
+
+
+def upsert_sql(database: str, table: str, columns: Sequence[str], key: str,
+               version: str) -> tuple[str, str]:
+    """``(prefix, suffix)`` of the conditional upsert; rows go between them."""
+    cols = ", ".join(f"`{c}`" for c in columns)
+    updates = [f"`{c}` = IF(VALUES(`{version}`) >= `{version}`, VALUES(`{c}`), `{c}`)"
+               for c in columns if c not in (key, version)]
+    updates.append(f"`{version}` = GREATEST(`{version}`, VALUES(`{version}`))")
+    return (f"INSERT INTO `{database}`.`{table}` ({cols}) VALUES ",
+            " ON DUPLICATE KEY UPDATE " + ", ".join(updates))
+
+
+@dataclass
+class BatchOutcome:
+    written: int = 0
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
+
+
+@dataclass
+class _Target:
+    mapping: TargetMap
+    columns: list[str]
+    indexes: list[int]
+    prefix: str
+    suffix: str
+    ref_time: bool
+
+
+class GaleraWriter:
+    """Writes batches of source rows (tuples in ``TableFlow.source_columns`` order)."""
+
+    def __init__(self, database: str, table_flow: TableFlow, strategy: str) -> None:
+        self.database = database
+        self.tf = table_flow
+        self.source_columns = list(table_flow.source_columns)
+        self.targets: list[_Target] = []
+        for tm in table_flow.targets:
+            columns = [c.target for c in tm.columns]
+            ref_time = strategy == "id" and tm.ref_time is not None
+            if ref_time and tm.ref_time is not None:
+                columns.append(tm.ref_time.column)
+            key = tm.target_of(table_flow.key) or table_flow.key
+            version = tm.target_of(table_flow.version) or table_flow.version
+            prefix, suffix = upsert_sql(database, tm.table, columns, key, version)
+            self.targets.append(_Target(
+                tm, columns, [self.source_columns.index(c.source) for c in tm.columns],
+                prefix, suffix, ref_time))
+
+    def _quarantine(self, row: Sequence[Any], target: str, reason: str) -> QuarantinedRow:
+        return QuarantinedRow(self.tf.source, str(row[0]), int(row[1]), target, reason,
+                              original_values(self.source_columns, row))
+
+    def _transform(self, rows: Sequence[Sequence[Any]], outcome: BatchOutcome
+                   ) -> list[tuple[Sequence[Any], list[tuple[Any, ...]]]]:
+        good = []
+        for row in rows:
+            per_target = []
+            try:
+                for t in self.targets:
+                    values = []
+                    for c, i in zip(t.mapping.columns, t.indexes, strict=True):
+                        try:
+                            values.append(c.apply(row[i]))
+                        except TransformError as exc:
+                            category, _, detail = str(exc).partition(": ")
+                            raise TransformError(f"{category}: {t.mapping.table}: column "
+                                                 f"{c.source}: {detail}") from None
+                    per_target.append(tuple(values))
+            except TransformError as exc:
+                outcome.quarantined.append(self._quarantine(row, self.targets[0].mapping.table,
+                                                            str(exc)))
+                continue
+            good.append((row, per_target))
+        return good
+
+    def _ref_time_ids(self, cur: pymysql.cursors.Cursor, target: _Target,
+                      rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Old ETL: the bo_ref_time id of each row's minute (inserted when missing)."""
+        assert target.mapping.ref_time is not None
+        ref = target.mapping.ref_time
+        index = self.source_columns.index(ref.source)
+        minutes = []
+        for row in rows:
+            t = datetime.datetime.fromtimestamp(int(row[index]) / 1000, datetime.UTC)
+            minutes.append((t.day, t.month, t.year, t.hour, t.minute))
+        table = f"`{self.database}`.`{ref.table}`"
+        unique = sorted(set(minutes))
+        values = ",".join(row_literal(m) for m in unique)
+        cur.execute(f"INSERT IGNORE INTO {table} (day, month, year, hour, minute) VALUES {values}")
+        cur.execute(f"SELECT id, day, month, year, hour, minute FROM {table} WHERE "
+                    f"(day, month, year, hour, minute) IN ({values})")
+        ids = {tuple(r[1:]): int(r[0]) for r in cur.fetchall()}
+        return [ids[m] for m in minutes]
+
+    def _write_isolating(self, cur: pymysql.cursors.Cursor, target: _Target,
+                         literals: list[str], rows: list[int],
+                         good: list[tuple[Sequence[Any], list[tuple[Any, ...]]]],
+                         failed: set[int], outcome: BatchOutcome) -> None:
+        """One statement for ``rows``; if a row's data breaks it, bisect to find the rows."""
+        try:
+            cur.execute(target.prefix + ",".join(literals[i] for i in rows) + target.suffix)
+            return
+        except pymysql.MySQLError as exc:
+            code = error_code(exc)
+            if code not in ROW_DATA_ERRORS:
+                raise
+            if len(rows) == 1:  # the statement failed as a whole: nothing of it was written
+                failed.add(rows[0])
+                reason = f"{REASONS.get(code, f'error {code}')}: {target.mapping.table}: " \
+                         f"{exc.args[1]}"
+                outcome.quarantined.append(
+                    self._quarantine(good[rows[0]][0], target.mapping.table, reason))
+                return
+        half = len(rows) // 2
+        self._write_isolating(cur, target, literals, rows[:half], good, failed, outcome)
+        self._write_isolating(cur, target, literals, rows[half:], good, failed, outcome)
+
+    def write(self, cur: pymysql.cursors.Cursor, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
+        """Write ``rows`` inside the caller's transaction; never commits."""
+        outcome = BatchOutcome()
+        good = self._transform(rows, outcome)
+        failed: set[int] = set()
+        for t_index, target in enumerate(self.targets):
+            values = [per_target[t_index] for _, per_target in good]
+            if target.ref_time and values:
+                ids = self._ref_time_ids(cur, target, [row for row, _ in good])
+                values = [(*v, ref_id) for v, ref_id in zip(values, ids, strict=True)]
+            literals = [row_literal(v) for v in values]
+            live = [i for i in range(len(good)) if i not in failed]
+            if not live:
+                break
+            self._write_isolating(cur, target, literals, live, good, failed, outcome)
+        outcome.written = len(good) - len(failed)
+        return outcome

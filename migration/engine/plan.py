@@ -1,0 +1,80 @@
+"""Pure planning of a round: its window and its chunks (no server, unit-tested).
+
+Strategies:
+
+- ``ts`` (furet's): the first round copies everything, chunked by key range; every later
+  round reads the window ``(watermark - overlap, now - safety_lag]`` (``--final``: lag 0)
+  with a ``(version, key)`` cursor, split into version sub-ranges, one per worker.
+- ``naive``: ``version > max(version in target)``, one chunk (kept only to show its losses).
+- ``id``: the old ETL, ``id > max(id in target)``, one chunk (kept only to show its losses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+STRATEGIES = ("ts", "naive", "id")
+
+
+@dataclass(frozen=True)
+class Window:
+    lo: int | None   # exclusive; None = from the beginning
+    hi: int | None   # inclusive; None = unbounded
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """``kind`` key: ``key_column`` in (key_lo, key_hi]; window: version in (ts_lo, ts_hi]."""
+
+    chunk_no: int
+    kind: str
+    key_column: str
+    key_lo: Any = None
+    key_hi: Any = None
+    ts_lo: int | None = None
+    ts_hi: int | None = None
+
+
+def ts_window(watermark: int, now_ms: int, overlap_ms: int, safety_lag_ms: int,
+              final: bool) -> Window:
+    """The window of a later ``ts`` round: ``(watermark - overlap, now - lag]``.
+
+    ``hi`` never goes below the previous watermark (a clock stepping back must not make a
+    round skip), so the next round's window always starts at or before this one's end.
+    """
+    lag = 0 if final else safety_lag_ms
+    hi = max(watermark, now_ms - lag)
+    return Window(watermark - overlap_ms, hi)
+
+
+def integer_key_chunks(key_column: str, min_key: int | None, max_key: int | None,
+                       chunk_rows: int) -> list[ChunkSpec]:
+    """Consecutive key ranges ``(lo, hi]`` of ``chunk_rows`` keys covering [min, max]."""
+    if min_key is None or max_key is None:
+        return []
+    width = max(1, chunk_rows)
+    chunks = []
+    lo = min_key - 1
+    while lo < max_key:
+        hi = min(lo + width, max_key)
+        chunks.append(ChunkSpec(len(chunks), "key", key_column, lo, hi))
+        lo = hi
+    return chunks
+
+
+def boundary_key_chunks(key_column: str, boundaries: list[Any]) -> list[ChunkSpec]:
+    """Ranges between sampled key boundaries (string keys): (None, b1], (b1, b2] ... (bn, None]."""
+    edges: list[Any] = [None, *boundaries, None]
+    return [ChunkSpec(i, "key", key_column, edges[i], edges[i + 1])
+            for i in range(len(edges) - 1)]
+
+
+def window_chunks(key_column: str, window: Window, parts: int) -> list[ChunkSpec]:
+    """Split a version window into ``parts`` sub-ranges (one chunk if it is unbounded)."""
+    if window.lo is None or window.hi is None or parts <= 1 or window.hi - window.lo < parts:
+        return [ChunkSpec(0, "window", key_column, ts_lo=window.lo, ts_hi=window.hi)]
+    step = (window.hi - window.lo) / parts
+    edges = [window.lo + round(step * i) for i in range(parts)] + [window.hi]
+    return [ChunkSpec(i, "window", key_column, ts_lo=edges[i], ts_hi=edges[i + 1])
+            for i in range(parts)]

@@ -1,0 +1,1 @@
+"""Flows as data: YAML mappings (one file per flow) and their checks."""

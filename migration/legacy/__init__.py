@@ -1,0 +1,1 @@
+"""The legacy MySQL side: its schemas, a realistic seed and web-app-like traffic."""

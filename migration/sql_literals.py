@@ -1,0 +1,51 @@
+"""SQL literals for multi-row statements built in Python (fast, no per-row round trip)."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymysql.converters import escape_string
+
+
+def literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + escape_string(value) + "'"
+    if isinstance(value, bytes | bytearray):
+        return "X'" + value.hex() + "'" if value else "''"
+    if isinstance(value, float | decimal.Decimal):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return "'" + value.isoformat(sep=" ") + "'" if isinstance(
+            value, datetime.datetime) else "'" + value.isoformat() + "'"
+    if isinstance(value, datetime.timedelta):
+        return "'" + str(value) + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def row_literal(row: Sequence[Any]) -> str:
+    return "(" + ",".join(literal(v) for v in row) + ")"
+
+
+def values_batches(rows: Iterable[Sequence[Any]], max_rows: int,
+                   max_bytes: int) -> Iterable[list[str]]:
+    """Row literals grouped so that each group stays under ``max_rows`` and ``max_bytes``."""
+    batch: list[str] = []
+    size = 0
+    for row in rows:
+        text = row_literal(row)
+        if batch and (len(batch) >= max_rows or size + len(text) > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(text)
+        size += len(text) + 1
+    if batch:
+        yield batch

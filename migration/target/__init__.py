@@ -1,0 +1,1 @@
+"""The target Galera side: the runtime and back-office schemas furet writes into."""

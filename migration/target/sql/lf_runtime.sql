@@ -1,0 +1,49 @@
+-- Target runtime database on Galera: the legacy schema with IDs preserved, in utf8mb4,
+-- written in strict mode. What legacy tolerated and this schema refuses (zero dates,
+-- invalid UTF-8, NULL prices) goes to furet.quarantine instead.
+CREATE DATABASE IF NOT EXISTS lf_runtime DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS lf_runtime.customer (
+  id          INT UNSIGNED NOT NULL AUTO_INCREMENT,
+  uid         CHAR(16) NOT NULL,
+  email       VARCHAR(190) NOT NULL,
+  full_name   VARCHAR(120) NULL,
+  city        VARCHAR(80) NULL,
+  birth_date  DATE NULL,
+  created_ts  BIGINT NOT NULL,
+  updated_ts  BIGINT NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY uq_customer_uid (uid),
+  KEY ix_customer_updated (updated_ts, id)
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS lf_runtime.quote (
+  id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  uid            CHAR(16) NOT NULL,
+  customer_id    INT UNSIGNED NOT NULL,
+  product        ENUM('car','health','home','bike','loan') NOT NULL,
+  status         ENUM('draft','priced','chosen','expired') NOT NULL,
+  premium_cents  INT NULL,
+  start_date     DATE NULL,
+  created_ts     BIGINT NOT NULL,
+  updated_ts     BIGINT NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY uq_quote_uid (uid),
+  KEY ix_quote_customer (customer_id),
+  KEY ix_quote_updated (updated_ts, id)
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS lf_runtime.offer (
+  id           BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  uid          CHAR(16) NOT NULL,
+  quote_id     BIGINT UNSIGNED NOT NULL,
+  insurer      VARCHAR(40) NOT NULL,
+  price_cents  INT NOT NULL,
+  rank_no      TINYINT UNSIGNED NOT NULL,
+  created_ts   BIGINT NOT NULL,
+  updated_ts   BIGINT NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY uq_offer_uid (uid),
+  KEY ix_offer_quote (quote_id),
+  KEY ix_offer_updated (updated_ts, id)
+) ENGINE=InnoDB

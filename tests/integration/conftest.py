@@ -1,0 +1,253 @@
+"""Two real MariaDB servers on loopback for the migration engine's integration tests.
+
+``legacy`` on 127.0.0.11:3306 (no strict mode, like the MySQL 5.x it stands for) and
+``target`` on 127.0.0.12:3306 (strict, like the Galera nodes), each with its own datadir,
+socket and pid file under pytest's tmp dir, started once per session with
+mariadb-install-db + mariadbd and stopped by PID at the end. Missing binaries fail the
+session (they are in lab/apt-packages.txt: run `make deps`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from migration.config import DbSettings, FuretConfig, RoundSettings
+from migration.legacy.schema import init_legacy
+from migration.target.schema import init_target
+
+USER = "furet"
+PASSWORD = "furet-it-secret"
+APP_USER = "webapp"  # the web app's user for `legacy traffic`: no SUPER, so read_only stops it
+START_TIMEOUT_S = 60
+
+
+@dataclass
+class Server:
+    role: str
+    address: str
+    port: int
+    base: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def socket(self) -> str:
+        return str(self.base / "mysqld.sock")
+
+    def settings(self, user: str = USER, password: str = PASSWORD) -> DbSettings:
+        return DbSettings(self.role, self.address, self.port, user, password)
+
+    def root(self) -> pymysql.connections.Connection:
+        return pymysql.connect(unix_socket=self.socket, user="root", autocommit=True,
+                               charset="utf8mb4")
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}")
+                                  else None)
+    if path is None:
+        pytest.fail(f"{name} not found: MariaDB server binaries are missing, run `make deps` "
+                    "(mariadb-server is in lab/apt-packages.txt)", pytrace=False)
+    return path
+
+
+def _port_free(address: str, port: int) -> bool:
+    """Nobody listens there (TIME_WAIT leftovers of a previous run do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _start(role: str, address: str, port: int, base: Path, sql_mode: str) -> Server:
+    if not _port_free(address, port):
+        pytest.fail(f"{address}:{port} is in use: another MariaDB test run? stop it first",
+                    pytrace=False)
+    datadir = base / "data"
+    base.mkdir(parents=True)
+    install = subprocess.run(
+        [_binary("mariadb-install-db"), "--no-defaults", f"--datadir={datadir}", "--user=root",
+         "--auth-root-authentication-method=normal", "--skip-test-db"],
+        capture_output=True, text=True)
+    if install.returncode != 0:
+        pytest.fail(f"mariadb-install-db for {role} failed:\n{install.stdout}{install.stderr}")
+    log = base / "error.log"
+    proc = subprocess.Popen(
+        [_binary("mariadbd"), "--no-defaults", f"--datadir={datadir}", "--user=root",
+         f"--socket={base / 'mysqld.sock'}", f"--pid-file={base / 'mysqld.pid'}",
+         f"--bind-address={address}", f"--port={port}", f"--log-error={log}",
+         f"--sql-mode={sql_mode}", "--skip-name-resolve", "--skip-log-bin",
+         "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M",
+         "--innodb-flush-log-at-trx-commit=2", "--innodb-autoinc-lock-mode=2",
+         "--max-connections=300", "--character-set-server=utf8mb4",
+         "--collation-server=utf8mb4_unicode_ci"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = Server(role, address, port, base, proc)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"mariadbd {role} exited ({proc.returncode}):\n"
+                        f"{log.read_text(errors='replace')[-3000:]}")
+        try:
+            conn = server.root()
+            break
+        except pymysql.MySQLError:
+            if time.monotonic() > deadline:
+                _stop(server)
+                pytest.fail(f"mariadbd {role} not ready after {START_TIMEOUT_S}s")
+            time.sleep(0.2)
+    with conn.cursor() as cur:
+        for user in (USER, APP_USER):
+            cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
+        cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%'")
+        cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON *.* TO '{APP_USER}'@'%'")
+    conn.close()
+    return server
+
+
+def _stop(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    base = tmp_path_factory.mktemp("mariadb")
+    started: dict[str, Server] = {}
+    try:
+        started["legacy"] = _start("legacy", "127.0.0.11", 3306, base / "legacy",
+                                   "NO_ENGINE_SUBSTITUTION")
+        started["target"] = _start("target", "127.0.0.12", 3306, base / "target",
+                                   "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+                                   "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION")
+        yield started
+    finally:
+        for server in started.values():
+            _stop(server)
+
+
+def make_config(servers: dict[str, Server], **rounds: int) -> FuretConfig:
+    return FuretConfig(legacy=servers["legacy"].settings(),
+                       target=servers["target"].settings(),
+                       rounds=RoundSettings(**{"workers": 3, "chunk_rows": 1000,
+                                               "batch_rows": 300, **rounds}))
+
+
+def furet_env(servers: dict[str, Server]) -> dict[str, str]:
+    """Environment for a `furet` subprocess pointed at the test servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FURET_")}
+    for role in ("legacy", "target"):
+        s = servers[role]
+        env.update({f"FURET_{role.upper()}_HOST": s.address,
+                    f"FURET_{role.upper()}_PORT": str(s.port),
+                    f"FURET_{role.upper()}_USER": USER,
+                    f"FURET_{role.upper()}_PASSWORD": PASSWORD})
+    return env
+
+
+@pytest.fixture
+def fresh(servers: dict[str, Server]) -> dict[str, Server]:
+    """Empty legacy and target schemas and an empty furet ledger, for one test."""
+    init_legacy(servers["legacy"].settings(), drop=True)
+    init_target(servers["target"].settings(), drop=True)
+    with contextlib.closing(servers["target"].root()) as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS furet")
+    with contextlib.closing(servers["legacy"].root()) as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL read_only = 0")
+    return servers
+
+
+CASSANDRA_ADDRESS = "127.0.0.22"  # test_cassandra_dist.py uses .21
+
+
+@pytest.fixture(scope="session")
+def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Cassandra node from the repo's dist (make cassandra-dist) on 127.0.0.22."""
+    import tarfile
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    current = repo / ".cache" / "cassandra" / "current"
+    if not current.exists():
+        pytest.fail(f"{current} not found: run make cassandra-dist", pytrace=False)
+    for port in (9042, 7000, 7199):
+        with socket.socket() as sock:
+            if sock.connect_ex((CASSANDRA_ADDRESS, port)) == 0:
+                pytest.fail(f"{CASSANDRA_ADDRESS}:{port} is in use", pytrace=False)
+    base = tmp_path_factory.mktemp("cassandra-engine")
+    with tarfile.open(current.resolve()) as tar:
+        tar.extractall(base, filter="data")
+    (home,) = [p for p in base.iterdir() if p.name.startswith("apache-cassandra-")]
+    conf = base / "conf"
+    shutil.copytree(home / "conf", conf)
+    storage = base / "storage"
+    cfg = yaml.safe_load((conf / "cassandra.yaml").read_text()) or {}
+    cfg.update({
+        "cluster_name": "furet-engine-it", "num_tokens": 4,
+        "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
+        "storage_compatibility_mode": "NONE",
+        "data_file_directories": [str(storage / "data")],
+        "commitlog_directory": str(storage / "commitlog"),
+        "saved_caches_directory": str(storage / "saved_caches"),
+        "hints_directory": str(storage / "hints"), "cdc_raw_directory": str(storage / "cdc"),
+        "seed_provider": [{"class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
+                           "parameters": [{"seeds": f"{CASSANDRA_ADDRESS}:7000"}]}],
+        "listen_address": CASSANDRA_ADDRESS, "rpc_address": CASSANDRA_ADDRESS,
+        "storage_port": 7000, "native_transport_port": 9042, "start_native_transport": True,
+        "endpoint_snitch": "GossipingPropertyFileSnitch", "auto_snapshot": False,
+        "authenticator": "AllowAllAuthenticator", "authorizer": "AllowAllAuthorizer",
+        "commitlog_sync": "periodic", "commitlog_sync_period": "10000ms",
+    })
+    (conf / "cassandra.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    logs = base / "logs"
+    logs.mkdir()
+    env = dict(os.environ, CASSANDRA_CONF=str(conf), CASSANDRA_LOG_DIR=str(logs),
+               CASSANDRA_STORAGE_DIR=str(storage), CASSANDRA_HEAP="512m",
+               JMX_HOST=CASSANDRA_ADDRESS, JMX_PORT="7199",
+               JVM_EXTRA_OPTS="-Dcassandra.skip_wait_for_gossip_to_settle=0 "
+                              "-Dcassandra.ring_delay_ms=1000 -Dcassandra.available_processors=2")
+    cmd = [str(home / "bin" / "cassandra"), "-f", "-p", str(base / "cassandra.pid")]
+    if os.geteuid() == 0:
+        cmd.append("-R")
+    with (logs / "stdout.log").open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex((CASSANDRA_ADDRESS, 9042)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (logs / "stdout.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"cassandra on {CASSANDRA_ADDRESS} did not start:\n{tail}")
+            time.sleep(0.5)
+        yield CASSANDRA_ADDRESS
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
