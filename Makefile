@@ -54,7 +54,7 @@ demo: lab-up ## The main job on the local lab: provision every host, then summar
 	@$(BIN)/furet hosts
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
-	@$(BIN)/ruff check migration tests
+	@$(BIN)/ruff check migration tests fabfile.py roles/etl_runner/files
 	@$(BIN)/yamllint -s .
 	@$(BIN)/ansible-lint -q
 

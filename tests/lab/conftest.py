@@ -18,7 +18,10 @@ from tests.helpers import REPO, PlaybookRun, furet, run_playbook
 
 # Lab tests share one lab and run in this order: the smoke test provisions it, the fault
 # tests break and recover it, the molecule scenarios use their own containers.
-_MODULE_ORDER = ["test_lab_smoke", "test_galera_faults", "test_molecule_scenarios"]
+_MODULE_ORDER = [
+    "test_lab_smoke", "test_galera_faults", "test_cassandra_faults", "test_etl_runner",
+    "test_molecule_scenarios",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

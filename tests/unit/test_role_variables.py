@@ -15,6 +15,7 @@ PREFIXES = {
     "mariadb_galera": "galera_",
     "haproxy_galera": "haproxy_galera_",
     "cassandra": "cassandra_",
+    "etl_runner": "etl_runner_",
 }
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
 

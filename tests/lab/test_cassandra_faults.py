@@ -1,0 +1,129 @@
+"""Cassandra on the lab's real 3-node ring (cassandra1, cassandra2 in rbx; cassandra3 in gra).
+
+1. playbooks/cassandra.yml forms the ring from bare hosts, and a second run changes nothing.
+2. A rolling restart of the whole ring under a continuous write load at QUORUM loses no
+   acknowledged write: every key acknowledged is readable at QUORUM afterwards.
+3. playbooks/cassandra_repair.yml repairs the primary ranges node by node.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from migration.inventory import InventoryHost
+from tests.helpers import PlaybookRun, run_playbook
+from tests.lab.cassandra_client import (
+    ContinuousWriter,
+    connect,
+    create_table,
+    missing_keys,
+    node_shell,
+)
+from tests.lab.conftest import ProvisionedLab
+
+NODES = ("cassandra1", "cassandra2", "cassandra3")
+
+
+# profile_tasks (ansible.cfg) prints the time elapsed since the start of the run under
+# each task header: "... (0:00:01.234)       0:01:23.456 ***".
+_ELAPSED = r"\n[^\n]*\(\d+:\d\d:\d\d\.\d+\)\s+(\d+):(\d\d):(\d\d\.\d+)"
+
+
+def _elapsed_at(output: str, task: str) -> float | None:
+    """Seconds into the run when the first task whose header matches ``task`` started."""
+    m = re.search(r"TASK \[[^\]]*" + task + r"[^\]]*\][^\n]*" + _ELAPSED, output)
+    if m is None:
+        return None
+    h, mnt, sec = m.groups()
+    return int(h) * 3600 + int(mnt) * 60 + float(sec)
+
+
+def _ring_running(host: InventoryHost) -> bool:
+    return node_shell(host, "systemctl is-active cassandra || true") == "active"
+
+
+@pytest.fixture(scope="module")
+def ring(provisioned_lab: ProvisionedLab) -> dict:
+    """The ring, formed by playbooks/cassandra.yml (by site.yml once it imports it)."""
+    hosts = {h.name: h for h in provisioned_lab.config.hosts}
+    was_running = _ring_running(hosts["cassandra1"])
+    started = time.monotonic()
+    run = run_playbook("cassandra.yml")
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, run.output[-6000:]
+    first_start = _elapsed_at(run.output, r"Join \| Start cassandra on")
+    formed = _elapsed_at(run.output, r"cassandra : Authentication")
+    ring_s = formed - first_start if first_start is not None and formed is not None else None
+    return {"hosts": hosts, "first_run": run, "first_run_seconds": seconds,
+            "ring_seconds": ring_s, "formed_here": not was_running}
+
+
+@pytest.fixture(scope="module")
+def session(ring: dict) -> Iterator:
+    cluster, sess = connect([ring["hosts"][n].address for n in NODES])
+    create_table(sess)
+    yield sess
+    cluster.shutdown()
+
+
+def _rss_mib(host: InventoryHost) -> float:
+    pid = node_shell(host, "systemctl show -p MainPID --value cassandra")
+    kib = node_shell(host, f"awk '/^VmRSS:/ {{print $2}}' /proc/{pid}/status")
+    return round(int(kib) / 1024, 1)
+
+
+def _un_count(host: InventoryHost) -> int:
+    return len(re.findall(r"(?m)^UN\s", node_shell(host, "nodetool status")))
+
+
+def test_ring_forms_and_second_run_changes_nothing(ring: dict, figures) -> None:
+    hosts = ring["hosts"]
+    for name in NODES:
+        assert _un_count(hosts[name]) == 3, f"{name} does not see 3 nodes UN"
+    again: PlaybookRun = run_playbook("cassandra.yml")
+    assert again.returncode == 0, again.output[-6000:]
+    changed = {h: c for h, c in again.changed_hosts().items() if h in NODES}
+    assert changed == {}, f"second run changed something: {changed}"
+    figures(ring_formed_by="playbooks/cassandra.yml" if ring["formed_here"] else "site.yml",
+            cassandra_playbook_seconds=round(ring["first_run_seconds"], 1),
+            # first node started -> last node UN in its own and the seed's view
+            ring_formation_seconds=(round(ring["ring_seconds"], 1)
+                                    if ring["ring_seconds"] is not None else None),
+            rss_mib={n: _rss_mib(hosts[n]) for n in NODES})
+
+
+def test_rolling_restart_under_write_load(ring: dict, session, figures) -> None:
+    hosts = ring["hosts"]
+    writer = ContinuousWriter(session).start()
+    time.sleep(3)
+    started = time.monotonic()
+    run = run_playbook("cassandra_rolling_restart.yml")
+    restart_s = time.monotonic() - started
+    time.sleep(3)
+    writer.stop()
+    assert run.returncode == 0, run.output[-6000:]
+    restarted = re.findall(r"TASK \[Rolling \| Restart cassandra\]", run.output)
+    assert len(restarted) == 3, "every node restarts once"
+    assert len(writer.acked) > 100, "the writer made progress"
+    missing = missing_keys(session, writer.acked)
+    assert not missing, f"{len(missing)} acknowledged writes not readable at QUORUM"
+    for name in NODES:
+        assert _un_count(hosts[name]) == 3, f"{name} does not see 3 nodes UN after the restart"
+    figures(rolling_restart_seconds=round(restart_s, 1), acknowledged=len(writer.acked),
+            failed_attempts=writer.failed_attempts,
+            longest_pause_seconds=round(writer.longest_pause_s, 2), errors=writer.errors,
+            rss_mib_after={n: _rss_mib(hosts[n]) for n in NODES})
+
+
+def test_repair_node_by_node(ring: dict, figures) -> None:
+    started = time.monotonic()
+    run = run_playbook("cassandra_repair.yml")
+    repair_s = time.monotonic() - started
+    assert run.returncode == 0, run.output[-6000:]
+    repaired = re.findall(r"TASK \[Repair \| nodetool repair -pr on", run.output)
+    assert len(repaired) == 3, "every node repairs its primary ranges once"
+    figures(repair_seconds=round(repair_s, 1))
