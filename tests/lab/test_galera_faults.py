@@ -51,6 +51,7 @@ def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
 
 def _crash(host: InventoryHost) -> None:
     node_shell(host, "kill -9 $(pidof mariadbd)")
+    # pidof exits 1 once no mariadbd is left, which is what we wait for.
     _wait_for(lambda: node_shell(host, "pidof mariadbd || true") == "", f"{host.name} to die", 30)
 
 
