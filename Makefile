@@ -49,8 +49,10 @@ lab-down: ## Remove the lab's containers and network
 lab-status: ## One line per lab host
 	@$(BIN)/furet lab status
 
-demo: lab-up ## The main job on the local lab: provision every host, then summarise
+DEMO_QUOTES ?= 20000
+demo: lab-up ## The main job on the lab: provision every host, then a migration rehearsal
 	@$(BIN)/ansible-playbook playbooks/site.yml
+	@$(BIN)/fab rehearsal --quotes $(DEMO_QUOTES)
 	@$(BIN)/furet hosts
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)

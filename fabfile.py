@@ -5,11 +5,13 @@
     fab freeze [--timeout S]          legacy read-only, waits until no write is in flight
     fab unfreeze
     fab version                       furet --version on every ETL host
+    fab rehearsal [--quotes N] [--rounds R] [--rate TPS]
+                                      lab only: seed, rounds under traffic, freeze, final
 
 Every task takes ``-i/--inventory`` (else FURET_INVENTORY, else inventories/lab/hosts.yml)
 and ``-o/--on`` (inventory names or groups, comma separated; default the host of
 ``fab -H``, else the ``etl`` group). round,
-freeze and unfreeze run on exactly one host. The remote output streams back live; at the
+freeze, unfreeze and rehearsal run on exactly one host. The remote output streams back live; at the
 end one line per host says ok or why it failed, and fab exits non-zero if any host failed.
 The logic is in migration/fabric_tasks.py; this file only wires it to Fabric.
 """
@@ -101,3 +103,26 @@ def unfreeze(c: Context, inventory: str | None = None, on: str | None = None) ->
 def version(c: Context, inventory: str | None = None, on: str | None = None) -> None:
     """furet --version on every selected host (is it installed, which build)."""
     _run(c, "version", lambda: ["--version"], inventory, on)
+
+
+@task(help={"quotes": "Quotes to seed the legacy with (default 20000).",
+            "rounds": "Rounds under traffic before the freeze (default 3).",
+            "rate": "Web-app transactions per second during the rounds (default 30).",
+            **_COMMON_HELP})
+def rehearsal(c: Context, quotes: str = "20000", rounds: str = "3", rate: str = "30",
+              inventory: str | None = None, on: str | None = None) -> None:
+    """Lab only: re-seed the legacy, run rounds under traffic, freeze, final round of
+    every flow (migration/rehearsal.py)."""
+    from migration import rehearsal as rehearsal_mod
+
+    try:
+        steps = rehearsal_mod.plan(int(quotes), int(rounds), float(rate))
+        report = rehearsal_mod.run_rehearsal(
+            fabric_tasks.resolve_inventory(inventory, os.environ, _identity(c)),
+            _patterns(c, on), steps)
+    except ValueError as exc:
+        raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
+    except FuretError as exc:
+        raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
+    for line in report.lines():
+        print(line, file=sys.stderr, flush=True)

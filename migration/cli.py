@@ -8,12 +8,12 @@ import sys
 
 import click
 from rich.console import Console
-from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Table
 
 from migration import __version__
 from migration.config import FuretConfig
 from migration.errors import EXIT_USER_ERROR, FuretError
+from migration.progress import reporter
 
 # Logs and CI have no terminal: keep lines whole instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -26,8 +26,8 @@ def _say(message: str) -> None:
 
 @click.group()
 @click.version_option(__version__, prog_name="furet")
-@click.option("--config", "config_path", default=None, metavar="FILE",
-              help="YAML settings (default: ./furet.yml if present). "
+@click.option("--config", "config_path", default=None, metavar="FILE", envvar="FURET_CONFIG",
+              help="YAML settings (default: $FURET_CONFIG, else ./furet.yml if present). "
                    "Order: defaults < file < FURET_* env < flags.")
 @click.option("--legacy-host", default=None, help="Legacy MySQL host.")
 @click.option("--legacy-port", type=int, default=None, help="Legacy MySQL port.")
@@ -137,24 +137,6 @@ def _config(ctx: click.Context, rounds: dict[str, object] | None = None) -> Fure
     return load_config(obj.get("config_path"), flags=flags)
 
 
-def _progress_enabled(no_progress: bool) -> bool:
-    return not no_progress and console.is_terminal
-
-
-class _RichProgress:
-    """Round progress: one bar per source table (rows copied / estimated rows)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def table(self, name: str, total: int | None) -> None:
-        self.tasks[name] = self.progress.add_task(name, total=total or None)
-
-    def advance(self, name: str, rows: int) -> None:
-        self.progress.advance(self.tasks[name], rows)
-
-
 def _print_round(summary: dict[str, object]) -> None:
     title = (f"flow {summary['flow']} round {summary['round_no']} ({summary['strategy']}, "
              f"{summary['kind']}{', final' if summary.get('final') else ''}"
@@ -207,11 +189,11 @@ def legacy_seed(ctx: click.Context, quotes: int, seed_value: int, dirt_per_thous
     from migration.legacy.seed import seed
 
     config = _config(ctx)
-    with Progress(console=err_console, disable=not _progress_enabled(no_progress)) as bar:
-        task = bar.add_task("rows", total=None)
+    with reporter(err_console, "seed", not no_progress) as progress:
+        for table in ("lf_runtime.customer", "lf_runtime.quote", "lf_runtime.offer"):
+            progress.table(table, None)
         report = seed(config.legacy, quotes, seed_value=seed_value,
-                      dirt_per_thousand=dirt_per_thousand,
-                      progress=lambda table, rows: bar.advance(task, rows))
+                      dirt_per_thousand=dirt_per_thousand, progress=progress.advance)
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(report)))
         return
@@ -237,7 +219,8 @@ def legacy_traffic(ctx: click.Context, rate: float, duration: float, late_share:
     from migration.legacy.traffic import run_traffic
 
     config = _config(ctx)
-    report = run_traffic(config.legacy, rate, duration, seed=seed_value, late_share=late_share)
+    report = run_traffic(config.legacy_app, rate, duration, seed=seed_value,
+                         late_share=late_share)
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(report)))
         return
@@ -274,7 +257,8 @@ def target() -> None:
 
 
 @target.command("init")
-@click.option("--drop", is_flag=True, help="Drop the target lf_runtime and lf_bo first.")
+@click.option("--drop", is_flag=True,
+              help="Drop the target lf_runtime and lf_bo first and empty furet's ledger.")
 @click.pass_context
 def target_init(ctx: click.Context, drop: bool) -> None:
     """Create the target schemas lf_runtime and lf_bo (utf8mb4, strict)."""
@@ -294,14 +278,18 @@ def cassandra() -> None:
 @click.option("--keyspace", default="prod", show_default=True)
 @click.option("--replication", default=None,
               help="CQL replication map (default: NetworkTopologyStrategy rbx 3, gra 3).")
+@click.option("--truncate", is_flag=True, help="Empty the query tables (a new rehearsal).")
 @click.pass_context
-def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None) -> None:
+def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None,
+                   truncate: bool) -> None:
     """Create the keyspace and the query tables of migration/target/cql/prod.cql."""
     from migration.target.cassandra_schema import DEFAULT_REPLICATION, init_cassandra
 
     config = _config(ctx)
-    tables = init_cassandra(config.cassandra, keyspace, replication or DEFAULT_REPLICATION)
-    _say(f"{config.cassandra.where}: keyspace {keyspace} with {', '.join(tables)}")
+    tables = init_cassandra(config.cassandra, keyspace, replication or DEFAULT_REPLICATION,
+                            truncate)
+    _say(f"{config.cassandra.where}: keyspace {keyspace} with {', '.join(tables)}"
+         + (" (emptied)" if truncate else ""))
 
 
 @cli.command("round")
@@ -333,15 +321,14 @@ def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers
                            "safety_lag_ms": safety_lag_ms,
                            "max_rows_per_second": max_rows_per_second})
     options = RoundOptions(flow, strategy, final, max_quarantined)
-    with Progress(*Progress.get_default_columns(), TextColumn("{task.completed:,.0f} rows"),
-                  console=err_console, disable=not _progress_enabled(no_progress)) as bar:
-        def started(round_row: object, resumed: bool) -> None:
-            if not as_json:
-                verb = "resuming" if resumed else "starting"
-                bar.console.print(f"furet {verb} round {round_row.round_no} of flow "  # type: ignore[attr-defined]
-                                  f"{round_row.flow}", highlight=False)  # type: ignore[attr-defined]
+    def started(round_row: object, resumed: bool) -> None:
+        if not as_json:
+            verb = "resuming" if resumed else "starting"
+            err_console.print(f"furet {verb} round {round_row.round_no} of flow "  # type: ignore[attr-defined]
+                              f"{round_row.flow}", highlight=False)  # type: ignore[attr-defined]
 
-        summary = run_round(config, options, _RichProgress(bar), on_start=started)
+    with reporter(err_console, f"round {flow}", not no_progress) as progress:
+        summary = run_round(config, options, progress, on_start=started)
     if as_json:
         console.print_json(json.dumps(summary, default=str))
     else:
@@ -380,6 +367,8 @@ def status_cmd(ctx: click.Context, flow: str | None, last: int, as_json: bool) -
         for row in data["quarantine"]:
             q.add_row(row["flow"], row["source_table"], row["reason"], str(row["rows"]))
         console.print(q)
+
+
 
 
 def main() -> None:

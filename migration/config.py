@@ -11,6 +11,7 @@ Order (a later source overrides an earlier one, key by key):
        cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...}
        rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 500, batch_bytes: 2000000,
                    overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0}
+       traffic:   {user: webapp, password: ...}   # lab only: `furet legacy traffic`
 
 3. ``FURET_<SECTION>_<FIELD>`` environment variables, e.g. ``FURET_LEGACY_HOST``,
    ``FURET_LEGACY_PASSWORD``, ``FURET_TARGET_PORT``, ``FURET_CASSANDRA_HOSTS`` (comma
@@ -79,11 +80,22 @@ class RoundSettings:
 
 
 @dataclass(frozen=True)
+class TrafficSettings:
+    """The web app's account for ``furet legacy traffic`` (lab and tests only). It must not
+    have READ_ONLY ADMIN/SUPER, so that ``furet legacy freeze`` stops it like the real app.
+    Empty: traffic uses the ``legacy`` account."""
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class FuretConfig:
     legacy: DbSettings = DbSettings("legacy")
     target: DbSettings = DbSettings("target")
     cassandra: CassandraSettings = CassandraSettings()
     rounds: RoundSettings = RoundSettings()
+    traffic: TrafficSettings = TrafficSettings()
     source_file: str = ""
 
     def db(self, server: str) -> DbSettings:
@@ -93,8 +105,15 @@ class FuretConfig:
             return self.target
         raise FuretError(f"unknown server {server!r} (expected legacy or target)")
 
+    @property
+    def legacy_app(self) -> DbSettings:
+        """The legacy server as the web app reaches it (``traffic`` account if set)."""
+        if not self.traffic.user:
+            return self.legacy
+        return replace(self.legacy, user=self.traffic.user, password=self.traffic.password)
 
-_SECTIONS = ("legacy", "target", "cassandra", "rounds")
+
+_SECTIONS = ("legacy", "target", "cassandra", "rounds", "traffic")
 
 
 def _coerce(current: Any, value: Any, name: str) -> Any:

@@ -29,7 +29,7 @@ EXIT_SSH = 1  # a host that could not be reached has no remote exit code
 
 # Tasks that change the migration's state run on one host only: two concurrent rounds of
 # one flow, or a freeze from two places, are never what the operator meant.
-ONE_HOST_TASKS = frozenset({"round", "freeze", "unfreeze"})
+ONE_HOST_TASKS = frozenset({"round", "freeze", "unfreeze", "rehearsal"})
 
 
 def resolve_inventory(task_value: str | None, env: Mapping[str, str],

@@ -27,6 +27,8 @@ class InventoryHost:
 
 
 _SSH_VARS = ("ansible_host", "ansible_user", "ansible_port", "ansible_ssh_private_key_file")
+# Host variables furet itself reads (kept on InventoryHost.variables).
+FURET_VARS = ("dc", "rack", "furet_rehearsal_allowed")
 
 
 def load_inventory(source: str | Path) -> list[InventoryHost]:
@@ -57,9 +59,7 @@ def load_inventory(source: str | Path) -> list[InventoryHost]:
                 port=int(conn.get("ansible_port", 22)),
                 key_file=str(Path(key_file).resolve()) if key_file else None,
                 groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
-                variables={
-                    k: v for k, v in host.get_vars().items() if k in ("dc", "rack")
-                },
+                variables={k: hostvars[k] for k in FURET_VARS if k in hostvars},
             )
         )
     return hosts

@@ -10,8 +10,15 @@ an earlier ``v = ...`` would make every later comparison see the new version. Re
 batch is harmless (same version: same values), an older version never wins.
 
 When a batch fails on one row's data (bad date, bad encoding, NULL in a NOT NULL column),
-the batch is retried row by row in the same transaction and the failing rows go to
-quarantine; a clean batch costs one statement per target table.
+the batch is retried in halves in the same transaction and the failing rows go to
+quarantine; a clean batch costs one statement per target table (and a SAVEPOINT).
+
+Every statement runs after ``SAVEPOINT`` and a failed one is undone with ``ROLLBACK TO
+SAVEPOINT``, never by the server's implicit statement rollback alone: on Galera (MariaDB
+10.11, no binary log) a large multi-row statement that fails half-way leaves the row events
+it had already flushed in the transaction's write set. The other nodes then apply rows the
+writer never kept, fail with a duplicate key, and vote the writer out of the cluster
+("Vote 0 (success) ... is inconsistent with group. Leaving cluster."). tests/lab shows it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from migration.engine.quarantine import QuarantinedRow, original_values
 from migration.flows.mapping import TableFlow, TargetMap, TransformError
 from migration.sql_literals import row_literal
 
+SAVEPOINT = "furet_statement"
 REASONS = {1048: "NULL not allowed", 1062: "duplicate key", 1264: "out of range",
            1265: "truncated", 1292: "bad date", 1366: "bad encoding", 1406: "too long",
            1452: "foreign key", 3819: "constraint", 4025: "constraint"}
@@ -131,6 +139,7 @@ class GaleraWriter:
                          good: list[tuple[Sequence[Any], list[tuple[Any, ...]]]],
                          failed: set[int], outcome: BatchOutcome) -> None:
         """One statement for ``rows``; if a row's data breaks it, bisect to find the rows."""
+        cur.execute(f"SAVEPOINT {SAVEPOINT}")
         try:
             cur.execute(target.prefix + ",".join(literals[i] for i in rows) + target.suffix)
             return
@@ -138,6 +147,7 @@ class GaleraWriter:
             code = error_code(exc)
             if code not in ROW_DATA_ERRORS:
                 raise
+            cur.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
             if len(rows) == 1:  # the statement failed as a whole: nothing of it was written
                 failed.add(rows[0])
                 reason = f"{REASONS.get(code, f'error {code}')}: {target.mapping.table}: " \

@@ -334,8 +334,11 @@ def run_round(config: FuretConfig, options: RoundOptions,
         run = _Run(config, flow, round_row, schemas, sink, cassandra)
         stack.callback(run.close)
         _run_chunks(run, todo, config.rounds.workers)
-        summary = ledger.finish_round(conn, flow.name, round_row.round_no,
-                                      _watermarks(conn, flow, round_row))
+        try:
+            summary = ledger.finish_round(conn, flow.name, round_row.round_no,
+                                          _watermarks(conn, flow, round_row))
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, target_settings, "furet", "rounds") from None
     summary["resumed"] = resumed
     quarantined = int(summary.get("rows_quarantined") or 0)
     if options.max_quarantined is not None and quarantined > options.max_quarantined:

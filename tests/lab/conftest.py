@@ -20,7 +20,7 @@ from tests.helpers import REPO, PlaybookRun, furet, run_playbook
 # tests break and recover it, the molecule scenarios use their own containers.
 _MODULE_ORDER = [
     "test_lab_smoke", "test_galera_faults", "test_cassandra_faults", "test_etl_runner",
-    "test_molecule_scenarios",
+    "test_migration_rehearsal", "test_molecule_scenarios",
 ]
 
 

@@ -19,7 +19,8 @@ def test_lab_key_path_is_templated_from_inventory_dir() -> None:
     assert etl.user == "root"
     assert etl.key_file == str(REPO / ".cache/lab/ssh/id_ed25519")
     assert etl.groups == ("etl",)
-    assert hosts["cassandra3"].variables == {"dc": "gra", "rack": "rack1"}
+    assert hosts["cassandra3"].variables == {"dc": "gra", "rack": "rack1",
+                                             "furet_rehearsal_allowed": True}
 
 
 def test_production_example_has_the_documented_shape() -> None:

@@ -16,6 +16,7 @@ PREFIXES = {
     "haproxy_galera": "haproxy_galera_",
     "cassandra": "cassandra_",
     "etl_runner": "etl_runner_",
+    "legacy_mysql": "legacy_mysql_",
 }
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
 

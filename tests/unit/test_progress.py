@@ -1,0 +1,77 @@
+"""Plain progress lines when there is no terminal (over Fabric, in CI logs)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from migration.progress import PlainLines, interval_from_env, reporter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=False, width=200), out
+
+
+def test_lines_are_rate_limited_and_a_last_line_closes_each_task() -> None:
+    console, out = _console()
+    clock = FakeClock()
+    lines = PlainLines(console, "round runtime", interval=5.0, clock=clock)
+    lines.table("quote", 1000)
+    lines.table("offer", None)
+    lines.advance("quote", 100)           # t=0: within the interval, nothing printed
+    assert out.getvalue() == ""
+    clock.now += 5.0
+    lines.advance("quote", 150)           # t=5: one line per task that moved
+    assert out.getvalue().splitlines() == [
+        "progress round runtime quote: 250 / 1,000 rows (25%), 50 rows/s"]
+    clock.now += 1.0
+    lines.advance("offer", 3000)          # t=6: too soon
+    assert len(out.getvalue().splitlines()) == 1
+    clock.now += 4.0
+    lines.advance("quote", 750)           # t=10: both tasks moved
+    assert out.getvalue().splitlines()[1:] == [
+        "progress round runtime quote: 1,000 / 1,000 rows (100%), 100 rows/s",
+        "progress round runtime offer: 3,000 rows, 300 rows/s"]
+    lines.close()                          # nothing moved since: no repeated line
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_close_prints_what_moved_since_the_last_line() -> None:
+    console, out = _console()
+    clock = FakeClock()
+    lines = PlainLines(console, "seed", interval=5.0, clock=clock)
+    lines.table("lf_runtime.quote", None)
+    clock.now += 2.0
+    lines.advance("lf_runtime.quote", 5000)
+    lines.close()
+    assert out.getvalue() == "progress seed lf_runtime.quote: 5,000 rows, 2,500 rows/s\n"
+
+
+def test_reporter_picks_lines_without_a_terminal_and_nothing_when_disabled() -> None:
+    console, out = _console()
+    with reporter(console, "seed") as progress:
+        assert isinstance(progress, PlainLines)
+        progress.table("t", 10)
+        progress.advance("t", 10)
+    assert out.getvalue().startswith("progress seed t: 10 / 10 rows (100%)")
+    with reporter(console, "seed", enabled=False) as progress:
+        progress.table("t", 10)
+        progress.advance("t", 10)
+    assert out.getvalue().count("\n") == 1
+
+
+def test_interval_comes_from_the_environment_with_a_safe_default() -> None:
+    assert interval_from_env({}) == 5.0
+    assert interval_from_env({"FURET_PROGRESS_SECONDS": "0.5"}) == 0.5
+    assert interval_from_env({"FURET_PROGRESS_SECONDS": "soon"}) == 5.0
+    assert interval_from_env({"FURET_PROGRESS_SECONDS": "-3"}) == 0.0
