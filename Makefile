@@ -55,8 +55,14 @@ demo: lab-up ## The main job on the lab: provision every host, then a migration 
 	@$(BIN)/fab rehearsal --quotes $(DEMO_QUOTES)
 	@$(BIN)/furet hosts
 
+BENCH_QUOTES ?= 1000000
+bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql and cqlsh COPY (figures + ratios)
+	@$(BIN)/ansible-playbook playbooks/site.yml > .cache/bench-site.log || \
+		{ tail -40 .cache/bench-site.log; exit 1; }
+	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES)
+
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
-	@$(BIN)/ruff check migration tests fabfile.py roles/etl_runner/files
+	@$(BIN)/ruff check migration tests bench fabfile.py roles/etl_runner/files
 	@$(BIN)/yamllint -s .
 	@$(BIN)/ansible-lint -q
 

@@ -5,6 +5,8 @@
     fab freeze [--timeout S]          legacy read-only, waits until no write is in flight
     fab unfreeze
     fab version                       furet --version on every ETL host
+    fab verify --flow F [--repair [--delete-extra]] [--since T] [--until T] [--sample P]
+                                      furet verify; reports fetched to ./reports/
     fab rehearsal [--quotes N] [--rounds R] [--rate TPS]
                                       lab only: seed, rounds under traffic, freeze, final
 
@@ -126,3 +128,39 @@ def rehearsal(c: Context, quotes: str = "20000", rounds: str = "3", rate: str = 
         raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
     for line in report.lines():
         print(line, file=sys.stderr, flush=True)
+
+
+@task(help={"flow": "Flow name: runtime, rt_bo, cassandra_prod.",
+            "repair": "Re-copy missing and different rows (version-aware), then re-check.",
+            "delete_extra": "With --repair: delete extra target rows.",
+            "overwrite_newer": "With --repair: overwrite rows a newer target copy shadows.",
+            "since": "Versions after this (epoch ms or ISO, UTC).",
+            "until": "Versions up to this (epoch ms or ISO, UTC).",
+            "sample": "Share of chunks to check, e.g. 0.1.",
+            "max_rows_per_second": "Throttle the reads.",
+            "consistency": "Cassandra read consistency (LOCAL_ONE, LOCAL_QUORUM...).",
+            "json": "Print the report as JSON.",
+            "reports": "Local directory for the fetched reports (default ./reports).",
+            **_COMMON_HELP})
+def verify(c: Context, flow: str = "", inventory: str | None = None, on: str | None = None,
+           repair: bool = False, delete_extra: bool = False, overwrite_newer: bool = False,
+           since: str | None = None, until: str | None = None, sample: str | None = None,
+           max_rows_per_second: str | None = None, consistency: str | None = None,
+           json: bool = False, reports: str = fabric_tasks.LOCAL_REPORTS) -> None:
+    """furet verify on the ETL host; its JSON and HTML reports are fetched to ./reports/."""
+    try:
+        remote_dir = fabric_tasks.verify_report_dir(flow)
+        args = fabric_tasks.verify_args(flow, remote_dir, repair, delete_extra, overwrite_newer,
+                                        since, until, sample, max_rows_per_second, consistency,
+                                        json)
+        report, fetched = fabric_tasks.execute_verify(
+            args, remote_dir, fabric_tasks.resolve_inventory(inventory, os.environ, _identity(c)),
+            _patterns(c, on), reports)
+    except FuretError as exc:
+        raise Exit(f"fab verify: error: {exc}", code=EXIT_USER_ERROR) from None
+    for path in fetched:
+        print(f"fab verify: report {path}", file=sys.stderr, flush=True)
+    for line in report.lines():
+        print(line, file=sys.stderr, flush=True)
+    if report.failed:
+        raise Exit(code=report.exit_code)

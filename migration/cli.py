@@ -14,6 +14,7 @@ from migration import __version__
 from migration.config import FuretConfig
 from migration.errors import EXIT_USER_ERROR, FuretError
 from migration.progress import reporter
+from migration.verify.cli import verify as verify_command
 
 # Logs and CI have no terminal: keep lines whole instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -369,6 +370,7 @@ def status_cmd(ctx: click.Context, flow: str | None, last: int, as_json: bool) -
         console.print(q)
 
 
+cli.add_command(verify_command)
 
 
 def main() -> None:

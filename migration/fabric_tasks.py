@@ -8,6 +8,7 @@ settings in ``/etc/furet/furet.yml``, so no password ever crosses the command li
 
 from __future__ import annotations
 
+import datetime
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -252,3 +253,101 @@ def execute(task: str, args: Sequence[str], inventory: str, patterns: Sequence[s
     """Select the hosts, then run ``furet <args>`` on them."""
     hosts = select(task, inventory, patterns, load)
     return run_on_hosts(task, hosts, furet_command(args), connect, out, err)
+
+
+# --- fab verify ---------------------------------------------------------------------------
+
+REMOTE_REPORTS = "/var/lib/furet/reports"
+LOCAL_REPORTS = "reports"
+CONSISTENCY_LEVELS = ("ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL")
+
+
+def verify_report_dir(flow: str, now: datetime.datetime | None = None) -> str:
+    """A remote directory of its own per run, so that exactly its reports are fetched."""
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in flow.strip())
+    return f"{REMOTE_REPORTS}/{safe}-{stamp}"
+
+
+def verify_args(flow: str, report_dir: str, repair: bool = False, delete_extra: bool = False,
+                overwrite_newer: bool = False, since: str | None = None,
+                until: str | None = None, sample: float | str | None = None,
+                max_rows_per_second: int | str | None = None,
+                consistency: str | None = None, as_json: bool = False) -> list[str]:
+    if not flow or not flow.strip():
+        raise FuretError("--flow is required (runtime, rt_bo, cassandra_prod)")
+    if (delete_extra or overwrite_newer) and not repair:
+        raise FuretError("--delete-extra and --overwrite-newer need --repair")
+    args = ["verify", "--flow", flow.strip(), "--report-dir", report_dir, "--no-progress"]
+    if repair:
+        args.append("--repair")
+    if delete_extra:
+        args.append("--delete-extra")
+    if overwrite_newer:
+        args.append("--overwrite-newer")
+    if since:
+        args += ["--since", since]
+    if until:
+        args += ["--until", until]
+    if sample not in (None, ""):
+        try:
+            share = float(sample)  # type: ignore[arg-type]
+        except ValueError:
+            raise FuretError(f"--sample {sample!r} is not a number") from None
+        if not 0 < share <= 1:
+            raise FuretError("--sample must be in (0, 1]")
+        args += ["--sample", f"{share:g}"]
+    if max_rows_per_second not in (None, ""):
+        args += ["--max-rows-per-second",
+                 str(_non_negative(max_rows_per_second, "--max-rows-per-second"))]
+    if consistency:
+        if consistency.upper() not in CONSISTENCY_LEVELS:
+            raise FuretError(f"--consistency {consistency!r} is not one of "
+                             f"{', '.join(CONSISTENCY_LEVELS)}")
+        args += ["--consistency", consistency.upper()]
+    if as_json:
+        args.append("--json")
+    return args
+
+
+def fetch_reports(host: InventoryHost, remote_dir: str, local_dir: str | Path,
+                  connect: Connect = _default_connect) -> list[Path]:
+    """Copy the report files of ``remote_dir`` into ``local_dir`` (Connection.get)."""
+    folder = Path(local_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fetched = []
+    with connect(host) as conn:
+        listing = conn.run(f"ls -1 {shlex.quote(remote_dir)}", hide=True, warn=True)
+        if listing.exited != 0:
+            return []
+        for name in sorted(n.strip() for n in listing.stdout.splitlines() if n.strip()):
+            if "/" in name or not name.startswith("verify-"):
+                continue
+            local = folder / name
+            conn.get(f"{remote_dir}/{name}", local=str(local))
+            fetched.append(local)
+    return fetched
+
+
+def execute_verify(args: Sequence[str], report_dir: str, inventory: str,
+                   patterns: Sequence[str], local_dir: str | Path = LOCAL_REPORTS,
+                   connect: Connect = _default_connect,
+                   load: Callable[[str, Sequence[str]], list[InventoryHost]] | None = None,
+                   out: TextIO | None = None, err: TextIO | None = None,
+                   ) -> tuple[TaskReport, list[Path]]:
+    """``furet verify`` on the one ETL host, then its reports fetched even when it found
+    differences (exit 1): they are what the operator needs then."""
+    hosts = select("verify", inventory, patterns, load)
+    if len(hosts) != 1:
+        names = ", ".join(h.name for h in hosts)
+        raise FuretError(f"verify runs on one host only and {', '.join(patterns)} has "
+                         f"{len(hosts)} ({names}): pass --on {hosts[0].name}")
+    report = run_on_hosts("verify", hosts, furet_command(args), connect, out, err)
+    fetched: list[Path] = []
+    if report.outcomes and report.outcomes[0].exit_code in (0, 1):
+        try:
+            fetched = fetch_reports(hosts[0], report_dir, local_dir, connect)
+        except Exception as exc:  # the verdict stands; say why the files are not here
+            report.outcomes.append(HostOutcome(hosts[0].name, False, None,
+                                               f"fetching reports: {type(exc).__name__}: {exc}"))
+    return report, fetched

@@ -9,9 +9,14 @@ The version column is assigned LAST: MariaDB evaluates the assignments left to r
 an earlier ``v = ...`` would make every later comparison see the new version. Replaying a
 batch is harmless (same version: same values), an older version never wins.
 
-When a batch fails on one row's data (bad date, bad encoding, NULL in a NOT NULL column),
-the batch is retried in halves in the same transaction and the failing rows go to
-quarantine; a clean batch costs one statement per target table (and a SAVEPOINT).
+Rows the target would refuse are caught on the client first, from the target's live
+schema: NULL in a NOT NULL column, a date the driver could not parse (legacy zero dates),
+invalid UTF-8 (the ``utf8`` transform). They go to quarantine without a round trip. If a
+statement still fails on one row's data (a value out of range, a constraint), the batch is
+retried in halves in the same transaction and the failing rows go to quarantine; a clean
+batch costs one statement per target table (and a SAVEPOINT). Measured on the lab with the
+seed's 3 dirty rows per thousand: the client checks took round 1 of 515k rows from 36 s to
+a third of that, as nearly every batch held a dirty row and paid for a bisection.
 
 Every statement runs after ``SAVEPOINT`` and a failed one is undone with ``ROLLBACK TO
 SAVEPOINT``, never by the server's implicit statement rollback alone: on Galera (MariaDB
@@ -33,9 +38,11 @@ import pymysql
 from migration.db import ROW_DATA_ERRORS, error_code
 from migration.engine.quarantine import QuarantinedRow, original_values
 from migration.flows.mapping import TableFlow, TargetMap, TransformError
+from migration.flows.validate import TableSchema
 from migration.sql_literals import row_literal
 
 SAVEPOINT = "furet_statement"
+DATE_TYPES = frozenset({"date", "datetime", "timestamp"})
 REASONS = {1048: "NULL not allowed", 1062: "duplicate key", 1264: "out of range",
            1265: "truncated", 1292: "bad date", 1366: "bad encoding", 1406: "too long",
            1452: "foreign key", 3819: "constraint", 4025: "constraint"}
@@ -66,12 +73,24 @@ class _Target:
     prefix: str
     suffix: str
     ref_time: bool
+    not_null: frozenset[str] = frozenset()
+    dates: frozenset[str] = frozenset()
+
+
+def _checks(schema: TableSchema | None) -> tuple[frozenset[str], frozenset[str]]:
+    """(NOT NULL columns, date columns) of a target table; empty without a schema."""
+    if schema is None:
+        return frozenset(), frozenset()
+    cols = schema.columns.values()
+    return (frozenset(c.name for c in cols if not c.nullable),
+            frozenset(c.name for c in cols if c.data_type in DATE_TYPES))
 
 
 class GaleraWriter:
     """Writes batches of source rows (tuples in ``TableFlow.source_columns`` order)."""
 
-    def __init__(self, database: str, table_flow: TableFlow, strategy: str) -> None:
+    def __init__(self, database: str, table_flow: TableFlow, strategy: str,
+                 target_schemas: dict[str, TableSchema] | None = None) -> None:
         self.database = database
         self.tf = table_flow
         self.source_columns = list(table_flow.source_columns)
@@ -84,9 +103,10 @@ class GaleraWriter:
             key = tm.target_of(table_flow.key) or table_flow.key
             version = tm.target_of(table_flow.version) or table_flow.version
             prefix, suffix = upsert_sql(database, tm.table, columns, key, version)
+            not_null, dates = _checks((target_schemas or {}).get(tm.table))
             self.targets.append(_Target(
                 tm, columns, [self.source_columns.index(c.source) for c in tm.columns],
-                prefix, suffix, ref_time))
+                prefix, suffix, ref_time, not_null, dates))
 
     def _quarantine(self, row: Sequence[Any], target: str, reason: str) -> QuarantinedRow:
         return QuarantinedRow(self.tf.source, str(row[0]), int(row[1]), target, reason,
@@ -102,11 +122,18 @@ class GaleraWriter:
                     values = []
                     for c, i in zip(t.mapping.columns, t.indexes, strict=True):
                         try:
-                            values.append(c.apply(row[i]))
+                            value = c.apply(row[i])
                         except TransformError as exc:
                             category, _, detail = str(exc).partition(": ")
                             raise TransformError(f"{category}: {t.mapping.table}: column "
                                                  f"{c.source}: {detail}") from None
+                        if value is None and c.target in t.not_null:
+                            raise TransformError(f"NULL not allowed: {t.mapping.table}: column "
+                                                 f"{c.target} cannot be NULL")
+                        if isinstance(value, str) and c.target in t.dates:
+                            raise TransformError(f"bad date: {t.mapping.table}: column "
+                                                 f"{c.target}: invalid date {value!r}")
+                        values.append(value)
                     per_target.append(tuple(values))
             except TransformError as exc:
                 outcome.quarantined.append(self._quarantine(row, self.targets[0].mapping.table,

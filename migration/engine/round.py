@@ -33,7 +33,7 @@ from migration.engine.quarantine import insert_statements
 from migration.engine.reader import Cursor, read_batch, select_batch_sql
 from migration.errors import FuretError
 from migration.flows.mapping import Flow, TableFlow, load_flow
-from migration.flows.validate import INTEGER_TYPES, TableSchema, validate_mariadb_flow
+from migration.flows.validate import INTEGER_TYPES, TableSchema, read_schema, validate_mariadb_flow
 
 
 class Progress(Protocol):
@@ -72,7 +72,8 @@ class _Run:
 
     def __init__(self, config: FuretConfig, flow: Flow, round_row: RoundRow,
                  schemas: dict[str, TableSchema], progress: Progress,
-                 cassandra: Any = None) -> None:
+                 cassandra: Any = None,
+                 target_schemas: dict[str, TableSchema] | None = None) -> None:
         self.config = config
         self.flow = flow
         self.round = round_row
@@ -86,7 +87,8 @@ class _Run:
         self.stop = threading.Event()
         self.writers: dict[str, GaleraWriter | CassandraWriter] = {
             tf.source: (CassandraWriter(cassandra, flow.target_database, tf) if cassandra
-                        else GaleraWriter(flow.target_database, tf, round_row.strategy))
+                        else GaleraWriter(flow.target_database, tf, round_row.strategy,
+                                          target_schemas))
             for tf in flow.tables}
 
     def _conn(self, name: str, settings: DbSettings, **kwargs: Any
@@ -331,7 +333,11 @@ def run_round(config: FuretConfig, options: RoundOptions,
                                   "information_schema.tables WHERE table_schema = %s AND "
                                   "table_name = %s", (flow.source_database, tf.source))[0][0])
             sink.table(tf.source, total)
-        run = _Run(config, flow, round_row, schemas, sink, cassandra)
+        target_schemas = {} if to_cassandra else {
+            tm.table: read_schema(conn, target_settings, flow.target_database, tm.table)
+            for tf in flow.tables for tm in tf.targets}
+        run = _Run(config, flow, round_row, schemas, sink, cassandra,
+                   {k: v for k, v in target_schemas.items() if v is not None})
         stack.callback(run.close)
         _run_chunks(run, todo, config.rounds.workers)
         try:

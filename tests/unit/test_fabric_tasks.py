@@ -194,3 +194,87 @@ def test_every_host_runs_even_after_one_fails_and_output_is_attributed() -> None
         ("etl1", False, 2), ("etl2", False, None), ("etl3", True, 0)]
     assert report.failed[1].reason == "SSH to root@10.0.0.4:22: TimeoutError: timed out"
     assert report.exit_code == 2
+
+
+# --- fab verify -------------------------------------------------------------------------
+
+def test_verify_arguments_and_report_dir() -> None:
+    import datetime
+
+    when = datetime.datetime(2026, 11, 26, 9, 30, tzinfo=datetime.UTC)
+    remote = ft.verify_report_dir("runtime", when)
+    assert remote == "/var/lib/furet/reports/runtime-20261126T093000Z"
+    assert ft.verify_report_dir("../x y", when).endswith("/___x_y-20261126T093000Z")
+    assert ft.verify_args("runtime", remote) == [
+        "verify", "--flow", "runtime", "--report-dir", remote, "--no-progress"]
+    assert ft.verify_args("cassandra_prod", remote, repair=True, delete_extra=True,
+                          since="2026-11-25", until="1764000000000", sample="0.1",
+                          max_rows_per_second="50000", consistency="local_one",
+                          as_json=True)[6:] == [
+        "--repair", "--delete-extra", "--since", "2026-11-25", "--until", "1764000000000",
+        "--sample", "0.1", "--max-rows-per-second", "50000", "--consistency", "LOCAL_ONE",
+        "--json"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"flow": ""}, "--flow is required"),
+    ({"flow": "runtime", "delete_extra": True}, "need --repair"),
+    ({"flow": "runtime", "sample": "most"}, "--sample 'most' is not a number"),
+    ({"flow": "runtime", "sample": "2"}, r"--sample must be in \(0, 1\]"),
+    ({"flow": "runtime", "consistency": "TWO"}, "--consistency 'TWO' is not one of"),
+    ({"flow": "runtime", "max_rows_per_second": "-5"}, "must be 0 or more"),
+])
+def test_verify_arguments_are_checked_before_any_host_is_reached(kwargs: dict,
+                                                                 message: str) -> None:
+    with pytest.raises(FuretError, match=message):
+        ft.verify_args(report_dir="/r", **kwargs)
+
+
+class _FetchingConnection(_FakeConnection):
+    """A host that ran furet verify: lists its report directory and serves ``get``."""
+
+    def __init__(self, exited: int, files: list[str]) -> None:
+        super().__init__(exited=exited, stdout="table\n")
+        self.files = files
+        self.got: list[tuple[str, str]] = []
+
+    def run(self, command: str, **kwargs: object) -> _Result:
+        if command.startswith("ls -1 "):
+            self.commands.append((command, kwargs))
+            result = _Result(0, "")
+            result.stdout = "\n".join(self.files) + "\n"  # type: ignore[attr-defined]
+            return result
+        return super().run(command, **kwargs)
+
+    def get(self, remote: str, local: str) -> None:
+        self.got.append((remote, local))
+        with open(local, "w") as handle:
+            handle.write("{}")
+
+
+@pytest.mark.parametrize("exited", [0, 1])
+def test_verify_fetches_the_reports_even_when_it_found_differences(tmp_path, exited) -> None:
+    conn = _FetchingConnection(exited, ["verify-runtime-1.html", "verify-runtime-1.json",
+                                        "other.txt"])
+    args = ft.verify_args("runtime", "/var/lib/furet/reports/r1")
+    report, fetched = ft.execute_verify(args, "/var/lib/furet/reports/r1", "inv", ("etl",),
+                                        tmp_path / "reports", connect=lambda h: conn,
+                                        load=_load([ETL1]), out=io.StringIO(),
+                                        err=io.StringIO())
+    assert conn.commands[0][0] == ("furet --config /etc/furet/furet.yml verify --flow runtime "
+                                   "--report-dir /var/lib/furet/reports/r1 --no-progress")
+    assert [p.name for p in fetched] == ["verify-runtime-1.html", "verify-runtime-1.json"]
+    assert conn.got[0] == ("/var/lib/furet/reports/r1/verify-runtime-1.html",
+                           str(tmp_path / "reports" / "verify-runtime-1.html"))
+    assert report.exit_code == exited
+
+
+def test_verify_runs_on_one_host_and_fetches_nothing_after_an_error(tmp_path) -> None:
+    with pytest.raises(FuretError, match="verify runs on one host only"):
+        ft.execute_verify(["verify"], "/r", "inv", ("etl",), tmp_path,
+                          connect=lambda h: _FakeConnection(), load=_load([ETL1, ETL2]))
+    conn = _FetchingConnection(2, ["verify-runtime-1.json"])
+    report, fetched = ft.execute_verify(["verify"], "/r", "inv", ("etl",), tmp_path,
+                                        connect=lambda h: conn, load=_load([ETL1]),
+                                        out=io.StringIO(), err=io.StringIO())
+    assert report.exit_code == 2 and fetched == [] and conn.got == []

@@ -1,0 +1,153 @@
+"""The tools furet is measured against, run from the controller against the same lab hosts.
+
+- ``mysqldump | mysql``: the legacy tables dumped from legacy1 and loaded through HAProxy
+  into the same Galera cluster (database ``furet_bench``), one stream, extended inserts.
+  The load runs with sql_mode '' so the legacy dirt loads too (furet quarantines it
+  instead: the baseline does less work, not more).
+- CSV + ``cqlsh COPY FROM``: the quote columns of both Cassandra query tables exported from
+  legacy1 with ``mysql -B`` (tab-separated), then loaded by cqlsh (PyPI package ``cqlsh``,
+  in its own venv under .cache/bench) into twin tables ``prod.bench_<table>`` with the
+  same schema. No write timestamps (COPY cannot set them): again less work than furet.
+
+Passwords reach the client tools through MYSQL_PWD / a 0600 cqlshrc, never argv.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.lab import REPO, LabEndpoints
+
+CACHE = REPO / ".cache" / "bench"
+CQLSH_VERSION = "6.2.2"
+CQLSH_VENV = CACHE / "cqlsh-venv"
+BENCH_DATABASE = "furet_bench"
+RUNTIME_TABLES = ("customer", "quote", "offer")
+
+# The CSV columns of each Cassandra query table (the mapping of migration/flows/
+# cassandra_prod.yml, written as SQL over lf_runtime.quote).
+CASSANDRA_EXPORTS = {
+    "quotes_by_customer": (
+        "customer_id, created_ts, quote_id, uid, product, status, premium_cents, updated_ts",
+        "customer_id, created_ts, id, uid, product, status, premium_cents, updated_ts"),
+    "quotes_by_day": (
+        "day, created_ts, quote_id, uid, customer_id, product, status, premium_cents, "
+        "updated_ts",
+        "DATE(FROM_UNIXTIME(created_ts DIV 1000)), created_ts, id, uid, customer_id, product, "
+        "status, premium_cents, updated_ts"),
+}
+
+
+@dataclass
+class BaselineResult:
+    name: str
+    rows: int
+    seconds: float
+    detail: str = ""
+
+
+def _env(password: str) -> dict[str, str]:
+    return {**os.environ, "MYSQL_PWD": password}
+
+
+def _mysql(settings, sql: str, database: str = "") -> str:  # noqa: ANN001
+    cmd = ["mysql", "-h", settings.host, "-P", str(settings.port), "-u", settings.user,
+           "-B", "-N", "-e", sql]
+    if database:
+        cmd.append(database)
+    return subprocess.run(cmd, env=_env(settings.password), check=True, capture_output=True,
+                          text=True).stdout
+
+
+def mysqldump_into_galera(lab: LabEndpoints) -> BaselineResult:
+    _mysql(lab.target, f"DROP DATABASE IF EXISTS {BENCH_DATABASE}; "
+                       f"CREATE DATABASE {BENCH_DATABASE}")
+    started = time.monotonic()
+    dump = subprocess.Popen(
+        ["mysqldump", "-h", lab.legacy.host, "-u", lab.legacy.user, "--single-transaction",
+         "--quick", "--skip-lock-tables", "--no-tablespaces", "lf_runtime", *RUNTIME_TABLES],
+        env=_env(lab.legacy.password), stdout=subprocess.PIPE)
+    load = subprocess.run(
+        ["mysql", "-h", lab.target.host, "-P", str(lab.target.port), "-u", lab.target.user,
+         "--init-command=SET SESSION sql_mode = ''", BENCH_DATABASE],
+        env=_env(lab.target.password), stdin=dump.stdout, capture_output=True, text=True)
+    assert dump.stdout is not None
+    dump.stdout.close()
+    dump_rc = dump.wait()
+    seconds = time.monotonic() - started
+    if dump_rc != 0 or load.returncode != 0:
+        raise SystemExit(f"bench: mysqldump | mysql failed (dump exit {dump_rc}, load exit "
+                         f"{load.returncode}): {load.stderr[-1000:]}")
+    counts = _mysql(lab.target, " UNION ALL ".join(
+        f"SELECT COUNT(*) FROM {BENCH_DATABASE}.{t}" for t in RUNTIME_TABLES))
+    rows = sum(int(n) for n in counts.split())
+    _mysql(lab.target, f"DROP DATABASE {BENCH_DATABASE}")  # ~1 GB per Galera node
+    return BaselineResult("mysqldump | mysql", rows, seconds, "one stream, extended inserts")
+
+
+def ensure_cqlsh() -> Path:
+    """cqlsh from PyPI in its own venv (it pins its own cassandra-driver)."""
+    cqlsh = CQLSH_VENV / "bin" / "cqlsh"
+    stamp = CQLSH_VENV / f".cqlsh-{CQLSH_VERSION}"
+    if not stamp.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(CQLSH_VENV)], check=True)
+        subprocess.run([str(CQLSH_VENV / "bin" / "pip"), "install", "-q",
+                        "--disable-pip-version-check", f"cqlsh=={CQLSH_VERSION}"], check=True)
+        stamp.touch()
+    return cqlsh
+
+
+def _cqlshrc(lab: LabEndpoints) -> Path:
+    rc = CACHE / "cqlshrc"
+    rc.write_text(f"[authentication]\nusername = {lab.cassandra_user}\n"
+                  f"password = {lab.cassandra_password}\n")
+    rc.chmod(0o600)
+    return rc
+
+
+def _cqlsh(lab: LabEndpoints, statement: str, timeout: int = 7200) -> str:
+    result = subprocess.run(
+        [str(ensure_cqlsh()), "--cqlshrc", str(_cqlshrc(lab)), "--request-timeout", "120",
+         "-e", statement, lab.cassandra_hosts[0]],
+        capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise SystemExit(f"bench: cqlsh failed: {result.stderr[-1500:]}")
+    return result.stdout + result.stderr
+
+
+def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 4) -> BaselineResult:
+    ddl = (REPO / "migration" / "target" / "cql" / "prod.cql").read_text()
+    for table in CASSANDRA_EXPORTS:
+        start = ddl.index(f"CREATE TABLE IF NOT EXISTS {{keyspace}}.{table}")
+        create = ddl[start:ddl.index(";", start)].format(keyspace="prod").replace(
+            f"prod.{table}", f"prod.bench_{table}")
+        _cqlsh(lab, create)
+        _cqlsh(lab, f"TRUNCATE prod.bench_{table}")
+    started = time.monotonic()
+    rows = 0
+    lines = []
+    for table, (columns, select) in CASSANDRA_EXPORTS.items():
+        csv = CACHE / f"{table}.tsv"
+        with csv.open("w") as out:
+            subprocess.run(["mysql", "-h", lab.legacy.host, "-u", lab.legacy.user, "-B", "-N",
+                            "--init-command=SET time_zone = '+00:00'", "-e",
+                            f"SELECT {select} FROM lf_runtime.quote", "lf_runtime"],
+                           env=_env(lab.legacy.password), stdout=out, check=True)
+        output = _cqlsh(lab, f"COPY prod.bench_{table} ({columns}) FROM '{csv}' WITH "
+                             f"DELIMITER = '\\t' AND NULL = 'NULL' AND HEADER = false AND "
+                             f"NUMPROCESSES = {workers}")
+        imported = [ln for ln in output.splitlines() if "rows imported" in ln]
+        lines += imported
+        if imported:
+            rows += int(imported[-1].split()[0])
+        csv.unlink()
+    seconds = time.monotonic() - started
+    for table in CASSANDRA_EXPORTS:
+        _cqlsh(lab, f"DROP TABLE prod.bench_{table}")
+    return BaselineResult("CSV + cqlsh COPY FROM", rows, seconds,
+                          f"NUMPROCESSES={workers}; " + " / ".join(lines))

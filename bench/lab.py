@@ -1,0 +1,75 @@
+"""What the benchmarks need of the lab: its hosts, the lab-only passwords of its inventory,
+and furet run on etl1 over SSH exactly as `fab` runs it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from migration.config import DbSettings
+from migration.fabric_tasks import furet_command
+from migration.inventory import InventoryHost
+from migration.remote import connection_for, select_hosts
+
+REPO = Path(__file__).resolve().parent.parent
+INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
+GROUP_VARS = REPO / "inventories" / "lab" / "group_vars"
+
+
+def lab_var(group: str, name: str) -> Any:
+    """A variable of the lab inventory's group_vars (LAB ONLY passwords live there)."""
+    return yaml.safe_load((GROUP_VARS / f"{group}.yml").read_text())[name]
+
+
+def host(name: str) -> InventoryHost:
+    return select_hosts(INVENTORY, [name])[0]
+
+
+@dataclass(frozen=True)
+class LabEndpoints:
+    legacy: DbSettings          # legacy1, furet's account
+    target: DbSettings          # HAProxy on etl1 -> the Galera writer
+    cassandra_hosts: list[str]
+    cassandra_user: str
+    cassandra_password: str
+
+
+def endpoints() -> LabEndpoints:
+    return LabEndpoints(
+        legacy=DbSettings("legacy", host("legacy1").address, 3306, "furet",
+                          lab_var("etl", "etl_runner_legacy_password")),
+        target=DbSettings("target", host("etl1").address, 3306, "furet",
+                          lab_var("etl", "etl_runner_target_password")),
+        cassandra_hosts=[h.address for h in select_hosts(INVENTORY, ["cassandra"])],
+        cassandra_user="furet",
+        cassandra_password=lab_var("etl", "etl_runner_cassandra_password"))
+
+
+@dataclass
+class RemoteRun:
+    args: list[str]
+    stdout: str
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def furet_on_etl1(*args: str) -> RemoteRun:
+    """``furet ARGS`` on etl1 with its /etc/furet/furet.yml; stderr (progress lines) streams
+    here live, stdout is returned. Fails loudly with the remote error."""
+    started = time.monotonic()
+    with connection_for(host("etl1")) as conn:
+        result = conn.run(furet_command(list(args)), hide="out", warn=True, pty=False,
+                          err_stream=sys.stderr)
+    seconds = time.monotonic() - started
+    if result.exited != 0:
+        raise SystemExit(f"bench: furet {' '.join(args)} on etl1 failed "
+                         f"(exit {result.exited}):\n{result.stdout[-2000:]}")
+    return RemoteRun(list(args), result.stdout, seconds)

@@ -1,0 +1,126 @@
+"""`make bench`: furet's round 1 on the lab next to the tools a DBA would reach for.
+
+    python -m bench.run [--quotes 1000000] [--skip-cassandra] [--reseed]
+
+1. legacy1 seeded with ``--quotes`` quotes (and their customers and offers) unless it
+   already holds exactly that many (``--reseed`` forces it); target and Cassandra emptied;
+2. Galera: ``furet round --flow runtime`` (round 1, on etl1 through HAProxy) next to
+   ``mysqldump | mysql`` of the same three tables into the same cluster;
+3. Cassandra: ``furet round --flow cassandra_prod`` (round 1: both query tables) next to a
+   CSV export loaded with ``cqlsh COPY FROM`` into twin tables;
+4. one table with rows, seconds, rows/s and furet's ratio to each baseline, also written
+   to reports/bench.json.
+
+Everything runs in the same invocation on the same lab, one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bench import baselines
+from bench.lab import REPO, endpoints, furet_on_etl1
+from migration.db import connection, query
+
+console = Console()
+
+
+@dataclass
+class Measure:
+    target: str
+    tool: str
+    rows: int
+    seconds: float
+    detail: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def _say(text: str) -> None:
+    console.print(f"[bold]bench[/] {text}", highlight=False)
+
+
+def prepare(quotes: int, reseed: bool) -> dict[str, int]:
+    lab = endpoints()
+    furet_on_etl1("legacy", "unfreeze")
+    with connection(lab.legacy) as conn:
+        try:
+            held = int(query(conn, "SELECT COUNT(*) FROM lf_runtime.quote")[0][0])
+        except Exception:  # no schema yet
+            held = -1
+    if reseed or held != quotes:
+        _say(f"seeding legacy1 with {quotes:,} quotes (it holds {max(held, 0):,})")
+        furet_on_etl1("legacy", "init", "--drop")
+        seeded = furet_on_etl1("legacy", "seed", "--quotes", str(quotes), "--json")
+        _say(f"seeded in {seeded.seconds:.0f} s: {seeded.json()}")
+    else:
+        _say(f"legacy1 already holds {quotes:,} quotes: not re-seeded")
+    furet_on_etl1("target", "init", "--drop")
+    furet_on_etl1("cassandra", "init", "--truncate")
+    with connection(lab.legacy) as conn:
+        return {t: int(query(conn, f"SELECT COUNT(*) FROM lf_runtime.{t}")[0][0])
+                for t in baselines.RUNTIME_TABLES}
+
+
+def furet_round(flow: str, target: str) -> Measure:
+    _say(f"furet round 1 of {flow} on etl1")
+    run = furet_on_etl1("round", "--flow", flow, "--json")
+    summary = run.json()
+    assert summary["round_no"] == 1 and summary["status"] == "done", summary
+    rows = int(summary["rows_read"])
+    return Measure(target, f"furet round 1 ({flow})", rows, run.seconds,
+                   f"{summary['rows_written']:,} written, {summary['rows_quarantined']:,} "
+                   f"quarantined; engine {float(summary['seconds']):.1f} s")
+
+
+@click.command()
+@click.option("--quotes", type=click.IntRange(1000), default=1_000_000, show_default=True)
+@click.option("--reseed", is_flag=True, help="Seed legacy1 again even if it holds --quotes.")
+@click.option("--skip-cassandra", is_flag=True, help="Galera only.")
+def main(quotes: int, reseed: bool, skip_cassandra: bool) -> None:
+    started = time.monotonic()
+    lab = endpoints()
+    counts = prepare(quotes, reseed)
+    _say(f"legacy rows: {counts}")
+    measures = [furet_round("runtime", "Galera")]
+    _say("mysqldump | mysql into the same Galera cluster")
+    base = baselines.mysqldump_into_galera(lab)
+    measures.append(Measure("Galera", base.name, base.rows, base.seconds, base.detail))
+    if not skip_cassandra:
+        cass = furet_round("cassandra_prod", "Cassandra")
+        # Each quote is one row in each of the two query tables.
+        cass.rows *= 2
+        cass.detail = "2 CQL rows per quote; " + cass.detail
+        measures.append(cass)
+        _say("CSV export + cqlsh COPY FROM into twin tables")
+        base = baselines.cqlsh_copy_into_cassandra(lab)
+        measures.append(Measure("Cassandra", base.name, base.rows, base.seconds, base.detail))
+    table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline", "detail",
+                  title=f"make bench: round 1 of {quotes:,} quotes on the lab")
+    report = {"quotes": quotes, "legacy_rows": counts, "measures": [], "ratios": {}}
+    for m in measures:
+        furet = next(x for x in measures if x.target == m.target and x.tool.startswith("furet"))
+        ratio = "" if m is furet else f"{furet.rate / m.rate:.2f}x"
+        if ratio:
+            report["ratios"][f"{m.target}: furet vs {m.tool}"] = round(furet.rate / m.rate, 3)
+        table.add_row(m.target, m.tool, f"{m.rows:,}", f"{m.seconds:.1f}", f"{m.rate:,.0f}",
+                      ratio, m.detail)
+        report["measures"].append({**asdict(m), "rows_per_second": round(m.rate)})
+    console.print(table)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    out = REPO / "reports" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    _say(f"done in {report['seconds']:.0f} s; {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

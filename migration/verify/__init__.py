@@ -1,0 +1,1 @@
+"""`furet verify`: chunked checksums, row-level diffs and repair of a flow's copy."""

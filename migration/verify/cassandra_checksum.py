@@ -1,0 +1,198 @@
+"""The Cassandra side of a comparison: the ring read over token ranges in parallel, each row
+hashed in Python exactly as the SQL hashes its source row, and bucketed into the source's
+chunks (by the key, or by the version under ``--since/--until``).
+
+Query tables are partitioned by something else than the source key (customer, day), so
+the ring cannot be read per source key range; instead one pass over the whole table
+(``token(pk) > ? AND token(pk) <= ?`` sub-ranges, paged, read concurrently) aggregates
+``COUNT`` and ``BIT_XOR`` per source chunk. Rows are never held in memory, except in the
+drill-down pass, which keeps only the rows of mismatching chunks (and, under a window, the
+rows of the keys those chunks hold on the source).
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from migration.verify.chunks import Range
+from migration.verify.mysql_checksum import RowInfo
+from migration.verify.normalise import hash_texts, value_text
+from migration.verify.window import TimeWindow
+
+MIN_TOKEN = -(2**63)
+MAX_TOKEN = 2**63 - 1
+CONSISTENCY_LEVELS = ("ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL")
+PROFILE = "furet-verify"
+
+
+def token_ranges(splits: int) -> list[tuple[int, int]]:
+    """``splits`` ranges ``(lo, hi]`` covering the whole Murmur3 ring."""
+    splits = max(1, splits)
+    width = (MAX_TOKEN - MIN_TOKEN) // splits
+    edges = [MIN_TOKEN + i * width for i in range(splits)] + [MAX_TOKEN]
+    return [(edges[i], edges[i + 1]) for i in range(splits)]
+
+
+def add_profile(cluster: Any, consistency: str, local_dc: str = "") -> str:
+    """An execution profile for the scans: the chosen consistency, tuples, long timeout."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.query import tuple_factory
+
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc or None)),
+        consistency_level=getattr(ConsistencyLevel, consistency), request_timeout=60,
+        row_factory=tuple_factory)
+    cluster.add_execution_profile(PROFILE, profile)
+    return PROFILE
+
+
+@dataclass
+class CassandraSide:
+    session: Any
+    keyspace: str
+    table: str
+    key: str                       # target column holding the source key
+    version: str                   # target column holding the source version
+    columns: tuple[str, ...]       # compared target columns, in mapping order
+    partition_key: tuple[str, ...]
+    primary_key: tuple[str, ...]
+    profile: str = PROFILE
+
+    @property
+    def where(self) -> str:
+        return f"cassandra keyspace {self.keyspace} table {self.table}"
+
+
+def table_keys(session: Any, keyspace: str, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(partition key columns, primary key columns) in their order."""
+    rows = session.execute("SELECT column_name, kind, position FROM system_schema.columns "
+                           "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table))
+    part = sorted((r.position, r.column_name) for r in rows if r.kind == "partition_key")
+    rows = session.execute("SELECT column_name, kind, position FROM system_schema.columns "
+                           "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table))
+    clus = sorted((r.position, r.column_name) for r in rows if r.kind == "clustering")
+    partition = tuple(c for _, c in part)
+    return partition, partition + tuple(c for _, c in clus)
+
+
+class Locator:
+    """Which chunk (index in ``chunks``, ordered and contiguous) holds a key or a version."""
+
+    def __init__(self, chunks: Sequence[Range]) -> None:
+        self.chunks = list(chunks)
+        self.his = [c.hi for c in self.chunks]
+        self.open_end = bool(self.chunks) and self.chunks[-1].hi is None
+        if self.open_end:
+            self.his = self.his[:-1]
+
+    def find(self, value: Any) -> int | None:
+        if not self.chunks or value is None:
+            return None
+        i = bisect.bisect_left(self.his, value)
+        if i >= len(self.chunks):
+            return None
+        chunk = self.chunks[i]
+        return i if chunk.contains(value) else None
+
+
+@dataclass
+class ScanResult:
+    rows: int = 0
+    buckets: dict[int, list[int]] = field(default_factory=dict)   # chunk index -> [count, xor]
+    kept: list[RowInfo] = field(default_factory=list)
+
+
+def scan(side: CassandraSide, chunk_of: Callable[[Any, int | None], int | None],
+         keep: Callable[[Any, Any], bool] | None = None, splits: int = 64,
+         workers: int = 4, fetch_size: int = 5000,
+         on_rows: Callable[[int], None] | None = None,
+         throttle: Callable[[int], None] | None = None) -> ScanResult:
+    """Read ``side``'s whole table; aggregate each row into ``chunk_of(key, version)``.
+
+    ``keep(key, version)`` (drill-down pass) keeps the rows it accepts, with
+    their texts and values, in ``ScanResult.kept``.
+    """
+    from cassandra.query import SimpleStatement
+
+    cols = list(side.columns)
+    key_i = cols.index(side.key)
+    version_i = cols.index(side.version)
+    token = f"token({', '.join(side.partition_key)})"
+    cql = (f"SELECT {', '.join(cols)} FROM {side.keyspace}.{side.table} "
+           f"WHERE {token} > %s AND {token} <= %s")
+    lock = threading.Lock()
+    total = ScanResult()
+
+    def one(rng: tuple[int, int]) -> None:
+        local = ScanResult()
+        statement = SimpleStatement(cql, fetch_size=fetch_size)
+        result = side.session.execute(statement, rng, execution_profile=side.profile)
+        pending = 0
+        for row in result:
+            key, version = row[key_i], row[version_i]
+            local.rows += 1
+            pending += 1
+            index = chunk_of(key, version)
+            kept = keep is not None and keep(key, version)
+            if index is not None or kept:
+                texts = tuple(value_text(v) for v in row)
+                h = hash_texts(texts)
+                if index is not None:
+                    bucket = local.buckets.get(index)
+                    if bucket is None:
+                        local.buckets[index] = [1, h]
+                    else:
+                        bucket[0] += 1
+                        bucket[1] ^= h
+                if kept:
+                    local.kept.append(RowInfo(key, version, h, texts, tuple(row)))
+            if pending >= fetch_size:
+                if on_rows:
+                    on_rows(pending)
+                if throttle:
+                    throttle(pending)
+                pending = 0
+        if on_rows and pending:
+            on_rows(pending)
+        with lock:
+            total.rows += local.rows
+            for index, (count, xor) in local.buckets.items():
+                bucket = total.buckets.setdefault(index, [0, 0])
+                bucket[0] += count
+                bucket[1] ^= xor
+            total.kept.extend(local.kept)
+
+    def attempt(rng: tuple[int, int]) -> None:
+        # a range is merged only once it is read whole, so a retried range counts once
+        for retry in _retrying():
+            with retry:
+                one(rng)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in [pool.submit(attempt, rng) for rng in token_ranges(splits)]:
+            future.result()
+    return total
+
+
+RETRYABLE = frozenset({"OperationTimedOut", "ReadTimeout", "Unavailable", "ReadFailure",
+                       "NoHostAvailable", "ConnectionShutdown"})
+
+
+def _retrying() -> Retrying:
+    """A token range whose read timed out or found too few replicas is read again."""
+    return Retrying(retry=retry_if_exception(lambda e: type(e).__name__ in RETRYABLE),
+                    wait=wait_exponential(multiplier=0.5, max=10), stop=stop_after_attempt(4),
+                    reraise=True)
+
+
+def window_ok(window: TimeWindow, version: Any) -> bool:
+    return window.contains(None if version is None else int(version))

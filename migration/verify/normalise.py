@@ -1,0 +1,125 @@
+"""One canonical text form per value, and the 64-bit row hash built from it.
+
+Both sides of a comparison must hash a row to the same number when the target holds what
+the mapping says it should. The row hash is computed in SQL inside MariaDB/MySQL (so that
+a checksum never moves rows) and in Python (Cassandra rows, and source tables whose
+transforms have no exact SQL form). The two are defined once, here:
+
+- a value's text: integers in decimal, dates ``YYYY-MM-DD``, text as UTF-8 (latin1 columns
+  are converted, never reinterpreted);
+- a field: ``<char length>:<text>``, or ``N`` for NULL (length-prefixed, so a ``#`` inside a
+  value can never make two different rows hash alike, and NULL differs from ``''``);
+- a row: the fields joined by ``#``, MD5, the first 16 hex digits as an unsigned 64-bit
+  integer; a chunk: ``COUNT(*)`` and ``BIT_XOR`` of its row hashes (order-independent).
+
+Transforms of the mapping (:data:`migration.flows.mapping.TRANSFORMS`) are applied to the
+source before hashing. ``utf8`` and ``ms_to_day`` have exact SQL forms (:data:`SQL_TRANSFORMS`);
+``trim`` and ``lower`` do not (Python's ``str.strip``/``str.lower`` and SQL's ``TRIM``/
+``LOWER`` differ on tabs, newlines and some Unicode letters), so a source table that uses
+them is hashed on the client instead: its rows are read per chunk and hashed in Python
+with the mapping's own transform functions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from migration.flows.mapping import ColumnMap, TransformError
+
+NULL_FIELD = "N"
+SEPARATOR = "#"
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "bit", "year"})
+DATE_TYPES = frozenset({"date"})
+
+# transform -> SQL over the quoted source column (``{c}``); must equal the Python function
+SQL_TRANSFORMS = {
+    "utf8": "CONVERT({c} USING utf8mb4)",
+    # integer floor division (``/`` would round to 4 decimals and move the last ms of a day)
+    "ms_to_day": "DATE_ADD(DATE'1970-01-01', INTERVAL IF({c} >= 0, {c} DIV 86400000, "
+                 "-((-{c} - 1) DIV 86400000) - 1) DAY)",
+}
+CLIENT_ONLY_TRANSFORMS = frozenset({"trim", "lower"})
+# A value the mapping cannot transform (the round quarantines such rows): its field text.
+UNTRANSFORMABLE = "!untransformable"
+
+
+def value_text(value: Any) -> str | None:
+    """The canonical text of one value (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    date = getattr(value, "date", None)  # cassandra.util.Date
+    if callable(date):
+        return value_text(date())
+    return str(value)
+
+
+def field(text: str | None) -> str:
+    return NULL_FIELD if text is None else f"{len(text)}:{text}"
+
+
+def hash_texts(texts: Sequence[str | None]) -> int:
+    """The row hash of already normalised column texts (what the SQL computes)."""
+    joined = SEPARATOR.join(field(t) for t in texts)
+    return int(hashlib.md5(joined.encode("utf-8"), usedforsecurity=False).hexdigest()[:16], 16)
+
+
+def transformed_texts(columns: Sequence[ColumnMap],
+                      values: Sequence[Any]) -> tuple[str | None, ...]:
+    """Source values -> the texts the target should hold (a transform error is a marker)."""
+    out: list[str | None] = []
+    for col, value in zip(columns, values, strict=True):
+        try:
+            out.append(value_text(col.apply(value)))
+        except TransformError:
+            out.append(UNTRANSFORMABLE)
+    return tuple(out)
+
+
+def quote_ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_text(column: str, data_type: str, transform: str = "") -> str:
+    """SQL giving the canonical text of ``column`` (of ``data_type``) after ``transform``."""
+    c = quote_ident(column)
+    if transform:
+        if transform not in SQL_TRANSFORMS:
+            raise ValueError(f"transform {transform!r} has no SQL form (hash on the client)")
+        expr = SQL_TRANSFORMS[transform].format(c=c)
+        return f"CAST({expr} AS CHAR)" if transform == "ms_to_day" else expr
+    if data_type in INTEGER_TYPES or data_type in DATE_TYPES:
+        return f"CAST({c} AS CHAR)"
+    return f"CONVERT({c} USING utf8mb4)"
+
+
+def sql_field(text_expr: str) -> str:
+    return f"IFNULL(CONCAT(CHAR_LENGTH({text_expr}), ':', {text_expr}), '{NULL_FIELD}')"
+
+
+def sql_row_hash(text_exprs: Sequence[str]) -> str:
+    fields = ", ".join(sql_field(e) for e in text_exprs)
+    return (f"CAST(CONV(LEFT(MD5(CONCAT_WS('{SEPARATOR}', {fields})), 16), 16, 10) "
+            "AS UNSIGNED)")
+
+
+def needs_client_hash(columns: Sequence[ColumnMap]) -> bool:
+    """True when a transform of these columns has no exact SQL form."""
+    return any(c.transform and c.transform not in SQL_TRANSFORMS for c in columns)

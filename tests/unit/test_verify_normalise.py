@@ -1,0 +1,80 @@
+"""furet verify's canonical texts and row hash (the SQL side is checked against the same
+function in tests/integration/test_verify.py, on a real server)."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+
+import pytest
+
+from migration.flows.mapping import ColumnMap
+from migration.verify import normalise as n
+
+
+def test_value_texts() -> None:
+    assert n.value_text(None) is None
+    assert n.value_text(42) == "42" and n.value_text(-1) == "-1"
+    assert n.value_text(True) == "1"
+    assert n.value_text("Orléans") == "Orléans"
+    assert n.value_text(b"N\xc3\xaemes") == "Nîmes"
+    assert n.value_text(datetime.date(2020, 1, 5)) == "2020-01-05"
+    assert n.value_text(decimal.Decimal("12.50")) == "12.50"
+
+
+def test_a_cassandra_date_is_a_plain_iso_date() -> None:
+    from cassandra.util import Date
+
+    assert n.value_text(Date(datetime.date(2020, 1, 5))) == "2020-01-05"
+
+
+def test_the_row_hash_is_md5_of_length_prefixed_fields_first_64_bits() -> None:
+    expected = int(hashlib.md5(b"1:7#N#0:#4:a#b\xc3\xa9").hexdigest()[:16], 16)
+    assert n.hash_texts(["7", None, "", "a#bé"]) == expected
+    assert 0 <= expected < 2**64
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    (["a#b", "c"], ["a", "b#c"]),      # a separator inside a value
+    ([None], [""]),                     # NULL is not the empty string
+    ([None], ["N"]),                    # nor the NULL marker's text
+    (["1", "2"], ["12", ""]),
+])
+def test_rows_that_differ_hash_differently(a: list, b: list) -> None:
+    assert n.hash_texts(a) != n.hash_texts(b)
+
+
+def test_transforms_run_before_hashing_and_a_refused_value_is_a_marker() -> None:
+    cols = (ColumnMap("city", "city", "utf8"), ColumnMap("day", "ts", "ms_to_day"),
+            ColumnMap("id", "id"))
+    assert n.transformed_texts(cols, [b"Lyon", 86_400_000 * 3 - 1, 7]) == (
+        "Lyon", "1970-01-03", "7")
+    assert n.transformed_texts(cols, [b"Orl\xe9ans", 0, 1])[0] == n.UNTRANSFORMABLE
+
+
+def test_sql_texts_by_type_and_transform() -> None:
+    assert n.sql_text("id", "bigint") == "CAST(`id` AS CHAR)"
+    assert n.sql_text("d", "date") == "CAST(`d` AS CHAR)"
+    assert n.sql_text("name", "varchar") == "CONVERT(`name` USING utf8mb4)"
+    assert n.sql_text("city", "varbinary", "utf8") == "CONVERT(`city` USING utf8mb4)"
+    day = n.sql_text("created_ts", "bigint", "ms_to_day")
+    assert day.startswith("CAST(DATE_ADD(DATE'1970-01-01'") and "DIV 86400000" in day
+    with pytest.raises(ValueError, match="no SQL form"):
+        n.sql_text("email", "varchar", "lower")
+
+
+def test_the_sql_row_hash_mirrors_the_python_one() -> None:
+    sql = n.sql_row_hash(["CAST(`id` AS CHAR)", "CONVERT(`n` USING utf8mb4)"])
+    assert sql == ("CAST(CONV(LEFT(MD5(CONCAT_WS('#', "
+                   "IFNULL(CONCAT(CHAR_LENGTH(CAST(`id` AS CHAR)), ':', CAST(`id` AS CHAR)), 'N'), "
+                   "IFNULL(CONCAT(CHAR_LENGTH(CONVERT(`n` USING utf8mb4)), ':', "
+                   "CONVERT(`n` USING utf8mb4)), 'N'))), 16), 16, 10) AS UNSIGNED)")
+
+
+def test_tables_with_trim_or_lower_are_hashed_on_the_client() -> None:
+    assert not n.needs_client_hash((ColumnMap("a", "a"), ColumnMap("b", "b", "utf8"),
+                                    ColumnMap("c", "c", "ms_to_day")))
+    assert n.needs_client_hash((ColumnMap("a", "a"), ColumnMap("e", "e", "lower")))
+    assert n.needs_client_hash((ColumnMap("e", "e", "trim"),))
+    assert n.quote_ident("we`ird") == "`we``ird`"

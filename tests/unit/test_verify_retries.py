@@ -1,0 +1,104 @@
+"""furet verify's declared retries: a lost MariaDB link is read again on a reconnected
+link; a Cassandra token range that timed out is read again and counted once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pymysql
+import pytest
+
+from migration.config import DbSettings
+from migration.errors import FuretError
+from migration.flows.mapping import ColumnMap
+from migration.verify import cassandra_checksum as cq
+from migration.verify import mysql_checksum as mq
+from migration.verify.normalise import hash_texts
+from migration.verify.window import TimeWindow
+
+
+class _Cursor:
+    def __init__(self, conn: _Conn) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> _Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, sql: str, args: Any) -> None:
+        self.conn.executed.append(sql)
+        if self.conn.failures:
+            code = self.conn.failures.pop(0)
+            raise pymysql.err.OperationalError(code, "boom")
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [(3, 12345)]
+
+
+class _Conn:
+    def __init__(self, failures: list[int]) -> None:
+        self.failures = failures
+        self.executed: list[str] = []
+        self.pings = 0
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self)
+
+    def ping(self, reconnect: bool = False) -> None:
+        assert reconnect
+        self.pings += 1
+
+
+SIDE = mq.SqlSide(DbSettings("legacy", "10.0.0.1", 3306, "furet", "s3cret"), "lf_runtime",
+                  "quote", "id", "updated_ts", (ColumnMap("id", "id"),), {"id": "bigint"})
+
+
+def test_a_lost_link_is_retried_on_a_reconnected_link() -> None:
+    conn = _Conn([2013, 2006])
+    assert mq.checksum(conn, SIDE, None, TimeWindow()) == (3, 12345)  # type: ignore[arg-type]
+    assert len(conn.executed) == 3 and conn.pings == 2
+
+
+def test_a_data_error_is_one_line_naming_the_table_not_a_retry() -> None:
+    conn = _Conn([1054])
+    with pytest.raises(FuretError) as err:
+        mq.checksum(conn, SIDE, None, TimeWindow())  # type: ignore[arg-type]
+    assert str(err.value).startswith("legacy 10.0.0.1:3306 database lf_runtime table quote:")
+    assert "s3cret" not in str(err.value) and len(conn.executed) == 1
+
+
+class OperationTimedOut(Exception):
+    """Named like the driver's: the scan retries it by name."""
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.failed = False
+
+    def execute(self, statement: Any, rng: tuple[int, int], execution_profile: str) -> Any:
+        self.calls.append(rng)
+        lo, hi = rng
+        rows = [(k, 100 + k) for k in range(1, 7) if lo < k * (2**60) <= hi]
+        if rows and not self.failed:  # the first range with rows times out half-way
+
+            def broken() -> Any:
+                yield rows[0]
+                self.failed = True
+                raise OperationTimedOut("timed out")
+            return broken()
+        return iter(rows)
+
+
+def test_a_timed_out_token_range_is_read_again_and_counted_once() -> None:
+    session = _Session()
+    side = cq.CassandraSide(session, "prod", "t", "k", "v", ("k", "v"), ("k",), ("k",))
+    result = cq.scan(side, lambda key, version: 0, splits=4, workers=2)
+    assert session.failed and len(session.calls) == 5
+    assert result.rows == 6 and result.buckets[0][0] == 6
+    expected = 0
+    for k in range(1, 7):
+        expected ^= hash_texts([str(k), str(100 + k)])
+    assert result.buckets[0][1] == expected
