@@ -124,7 +124,8 @@ def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 4) -> BaselineRe
     ddl = (REPO / "migration" / "target" / "cql" / "prod.cql").read_text()
     for table in CASSANDRA_EXPORTS:
         start = ddl.index(f"CREATE TABLE IF NOT EXISTS {{keyspace}}.{table}")
-        create = ddl[start:ddl.index(";", start)].format(keyspace="prod").replace(
+        end = ddl.find(";", start)
+        create = ddl[start:end if end > 0 else None].format(keyspace="prod").replace(
             f"prod.{table}", f"prod.bench_{table}")
         _cqlsh(lab, create)
         _cqlsh(lab, f"TRUNCATE prod.bench_{table}")
@@ -139,7 +140,7 @@ def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 4) -> BaselineRe
                             f"SELECT {select} FROM lf_runtime.quote", "lf_runtime"],
                            env=_env(lab.legacy.password), stdout=out, check=True)
         output = _cqlsh(lab, f"COPY prod.bench_{table} ({columns}) FROM '{csv}' WITH "
-                             f"DELIMITER = '\\t' AND NULL = 'NULL' AND HEADER = false AND "
+                             f"DELIMITER = '\t' AND NULL = 'NULL' AND HEADER = false AND "
                              f"NUMPROCESSES = {workers}")
         imported = [ln for ln in output.splitlines() if "rows imported" in ln]
         lines += imported
