@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import click
@@ -81,6 +82,30 @@ def furet_round(flow: str, target: str) -> Measure:
                    f"quarantined; engine {float(summary['seconds']):.1f} s")
 
 
+def baseline(target: str, run: Callable[[], baselines.BaselineResult],
+             rows: int | None = None) -> Measure:
+    """A baseline's measure; one that fails is reported as failed, the bench goes on."""
+    try:
+        base = run()
+    except (SystemExit, Exception) as exc:  # noqa: BLE001 - the table says what failed
+        return Measure(target, "baseline FAILED", 0, 0.0, str(exc).splitlines()[0][:300])
+    return Measure(target, base.name, base.rows if rows is None else rows, base.seconds,
+                   base.detail)
+
+
+def furet_verify(flow: str, target: str) -> Measure:
+    _say(f"furet verify --flow {flow} on etl1")
+    run = furet_on_etl1("verify", "--flow", flow, "--json", ok_exits=(0, 1))
+    report = run.json()
+    rows = sum(int(t["source_rows"]) for t in report["tables"])
+    differing = sum(int(t["missing"]) + int(t["extra"]) + int(t["different"])
+                    for t in report["tables"])
+    quarantined = sum(int(t["quarantined"]) for t in report["tables"])
+    return Measure(target, f"furet verify ({flow})", rows, run.seconds,
+                   f"{len(report['tables'])} tables, {differing:,} differing, "
+                   f"{quarantined:,} quarantined rows")
+
+
 @click.command()
 @click.option("--quotes", type=click.IntRange(1000), default=1_000_000, show_default=True)
 @click.option("--reseed", is_flag=True, help="Seed legacy1 again even if it holds --quotes.")
@@ -92,8 +117,11 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool) -> None:
     _say(f"legacy rows: {counts}")
     measures = [furet_round("runtime", "Galera")]
     _say("mysqldump | mysql into the same Galera cluster")
-    base = baselines.mysqldump_into_galera(lab)
-    measures.append(Measure("Galera", base.name, base.rows, base.seconds, base.detail))
+    measures.append(baseline("Galera", lambda: baselines.mysqldump_into_galera(lab)))
+    verify = furet_verify("runtime", "verify Galera")
+    measures.append(verify)
+    _say("pt-table-sync --print over the same tables")
+    measures.append(baseline(verify.target, lambda: baselines.pt_table_sync(lab), verify.rows))
     if not skip_cassandra:
         cass = furet_round("cassandra_prod", "Cassandra")
         # Each quote is one row in each of the two query tables.
@@ -101,20 +129,22 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool) -> None:
         cass.detail = "2 CQL rows per quote; " + cass.detail
         measures.append(cass)
         _say("CSV export + cqlsh COPY FROM into twin tables")
-        base = baselines.cqlsh_copy_into_cassandra(lab)
-        measures.append(Measure("Cassandra", base.name, base.rows, base.seconds, base.detail))
-    table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline", "detail",
-                  title=f"make bench: round 1 of {quotes:,} quotes on the lab")
+        measures.append(baseline("Cassandra", lambda: baselines.cqlsh_copy_into_cassandra(lab)))
+        measures.append(furet_verify("cassandra_prod", "verify Cassandra"))
+    table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline",
+                  title=f"make bench: {quotes:,} quotes on the lab")
     report = {"quotes": quotes, "legacy_rows": counts, "measures": [], "ratios": {}}
     for m in measures:
         furet = next(x for x in measures if x.target == m.target and x.tool.startswith("furet"))
-        ratio = "" if m is furet else f"{furet.rate / m.rate:.2f}x"
+        ratio = "" if m is furet or not m.rate else f"{furet.rate / m.rate:.2f}x"
         if ratio:
             report["ratios"][f"{m.target}: furet vs {m.tool}"] = round(furet.rate / m.rate, 3)
         table.add_row(m.target, m.tool, f"{m.rows:,}", f"{m.seconds:.1f}", f"{m.rate:,.0f}",
-                      ratio, m.detail)
+                      ratio)
         report["measures"].append({**asdict(m), "rows_per_second": round(m.rate)})
     console.print(table)
+    for m in measures:
+        console.print(f"  {m.tool}: {m.detail}", highlight=False)
     report["seconds"] = round(time.monotonic() - started, 1)
     out = REPO / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)

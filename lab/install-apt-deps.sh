@@ -3,7 +3,7 @@
 # dpkg-query) when everything is there; needs root otherwise.
 set -euo pipefail
 list=${1:-$(dirname "$0")/apt-packages.txt}
-mapfile -t wanted < <(sed -e 's/#.*//' -e '/^\s*$/d' "$list")
+mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^[[:space:]]*$/d' "$list")
 missing=()
 for pkg in "${wanted[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)

@@ -307,13 +307,17 @@ def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None,
               help="Per worker; 0 = unthrottled.")
 @click.option("--max-quarantined", type=click.IntRange(0), default=None,
               help="Exit non-zero when the round quarantines more rows than this.")
+@click.option("--literals", type=click.Choice(["auto", "python"]), default="auto",
+              show_default=True, help="auto: MariaDB targets get row literals built by the "
+              "source server where the mapping allows; python: every row through Python.")
 @click.option("--json", "as_json", is_flag=True, help="Print the round summary as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.pass_context
 def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers: int | None,
               chunk_rows: int | None, batch_rows: int | None, overlap_ms: int | None,
               safety_lag_ms: int | None, max_rows_per_second: int | None,
-              max_quarantined: int | None, as_json: bool, no_progress: bool) -> None:
+              max_quarantined: int | None, literals: str, as_json: bool,
+              no_progress: bool) -> None:
     """Run (or resume) the next round of a flow."""
     from migration.engine.round import RoundOptions, run_round
 
@@ -321,7 +325,7 @@ def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers
                            "batch_rows": batch_rows, "overlap_ms": overlap_ms,
                            "safety_lag_ms": safety_lag_ms,
                            "max_rows_per_second": max_rows_per_second})
-    options = RoundOptions(flow, strategy, final, max_quarantined)
+    options = RoundOptions(flow, strategy, final, max_quarantined, literals)
     def started(round_row: object, resumed: bool) -> None:
         if not as_json:
             verb = "resuming" if resumed else "starting"

@@ -9,7 +9,7 @@ Order (a later source overrides an earlier one, key by key):
        legacy:    {host: 10.0.0.11, port: 3306, user: furet, password: ...}
        target:    {host: 10.0.0.41, port: 3306, user: furet, password: ...}
        cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...}
-       rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 500, batch_bytes: 2000000,
+       rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 2000, batch_bytes: 2000000,
                    overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0}
        traffic:   {user: webapp, password: ...}   # lab only: `furet legacy traffic`
 
@@ -72,7 +72,7 @@ class CassandraSettings:
 class RoundSettings:
     workers: int = 4
     chunk_rows: int = 20000          # keys per round-1 chunk
-    batch_rows: int = 500            # rows per target transaction (Galera write-set)
+    batch_rows: int = 2000           # rows per target transaction (Galera write-set)
     batch_bytes: int = 2_000_000     # bytes per target statement / transaction
     overlap_ms: int = 60_000         # re-read this much before the watermark
     safety_lag_ms: int = 5_000       # do not read the last moments (in-flight commits)

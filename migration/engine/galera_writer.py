@@ -29,7 +29,7 @@ writer never kept, fail with a duplicate key, and vote the writer out of the clu
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,14 @@ class _Target:
     ref_time: bool
     not_null: frozenset[str] = frozenset()
     dates: frozenset[str] = frozenset()
+
+    @property
+    def prefix_bytes(self) -> bytes:
+        return self.prefix.encode("utf-8")
+
+    @property
+    def suffix_bytes(self) -> bytes:
+        return self.suffix.encode("utf-8")
 
 
 def _checks(schema: TableSchema | None) -> tuple[frozenset[str], frozenset[str]]:
@@ -162,13 +170,16 @@ class GaleraWriter:
         return [ids[m] for m in minutes]
 
     def _write_isolating(self, cur: pymysql.cursors.Cursor, target: _Target,
-                         literals: list[str], rows: list[int],
-                         good: list[tuple[Sequence[Any], list[tuple[Any, ...]]]],
-                         failed: set[int], outcome: BatchOutcome) -> None:
+                         literals: Sequence[str] | Sequence[bytes], rows: list[int],
+                         on_row_error: Callable[[int, int, pymysql.MySQLError], None]) -> None:
         """One statement for ``rows``; if a row's data breaks it, bisect to find the rows."""
         cur.execute(f"SAVEPOINT {SAVEPOINT}")
         try:
-            cur.execute(target.prefix + ",".join(literals[i] for i in rows) + target.suffix)
+            if literals and isinstance(literals[0], bytes):
+                cur.execute(target.prefix_bytes + b",".join(literals[i] for i in rows)
+                            + target.suffix_bytes)
+            else:
+                cur.execute(target.prefix + ",".join(literals[i] for i in rows) + target.suffix)
             return
         except pymysql.MySQLError as exc:
             code = error_code(exc)
@@ -176,15 +187,11 @@ class GaleraWriter:
                 raise
             cur.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
             if len(rows) == 1:  # the statement failed as a whole: nothing of it was written
-                failed.add(rows[0])
-                reason = f"{REASONS.get(code, f'error {code}')}: {target.mapping.table}: " \
-                         f"{exc.args[1]}"
-                outcome.quarantined.append(
-                    self._quarantine(good[rows[0]][0], target.mapping.table, reason))
+                on_row_error(rows[0], code, exc)
                 return
         half = len(rows) // 2
-        self._write_isolating(cur, target, literals, rows[:half], good, failed, outcome)
-        self._write_isolating(cur, target, literals, rows[half:], good, failed, outcome)
+        self._write_isolating(cur, target, literals, rows[:half], on_row_error)
+        self._write_isolating(cur, target, literals, rows[half:], on_row_error)
 
     def write(self, cur: pymysql.cursors.Cursor, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
         """Write ``rows`` inside the caller's transaction; never commits."""
@@ -200,6 +207,40 @@ class GaleraWriter:
             live = [i for i in range(len(good)) if i not in failed]
             if not live:
                 break
-            self._write_isolating(cur, target, literals, live, good, failed, outcome)
+
+            def quarantine(index: int, code: int, exc: pymysql.MySQLError,
+                           target: _Target = target) -> None:
+                failed.add(index)
+                reason = f"{REASONS.get(code, f'error {code}')}: {target.mapping.table}: " \
+                         f"{exc.args[1]}"
+                outcome.quarantined.append(
+                    self._quarantine(good[index][0], target.mapping.table, reason))
+
+            self._write_isolating(cur, target, literals, live, quarantine)
         outcome.written = len(good) - len(failed)
+        return outcome
+
+    def write_literals(self, cur: pymysql.cursors.Cursor, literals: Sequence[Sequence[bytes]],
+                       keys: Sequence[Any], originals: Callable[[list[Any]], list[tuple[Any, ...]]]
+                       ) -> BatchOutcome:
+        """Write clean rows given as server-built literals (one per target, see
+        :mod:`migration.engine.sql_pushdown`), inside the caller's transaction.
+
+        A row whose data the target still refuses (out of range, a constraint) is isolated
+        by bisection as on the Python path, then read again with ``originals(keys)`` and
+        handed to :meth:`write`, which quarantines it with its original values and reason.
+        """
+        failed: set[int] = set()
+        for t_index, target in enumerate(self.targets):
+            live = [i for i in range(len(literals)) if i not in failed]
+            if not live:
+                break
+            column = [row[t_index] for row in literals]
+            self._write_isolating(cur, target, column, live,
+                                  lambda index, _code, _exc: failed.add(index))
+        outcome = BatchOutcome(len(literals) - len(failed))
+        if failed:
+            again = self.write(cur, originals([keys[i] for i in sorted(failed)]))
+            outcome.written += again.written
+            outcome.quarantined.extend(again.quarantined)
         return outcome

@@ -23,8 +23,9 @@ class Cursor:
 
 def select_batch_sql(database: str, table: str, columns: tuple[str, ...], key: str,
                      version: str, spec: ChunkSpec, cursor: Cursor,
-                     limit: int) -> tuple[str, list[Any]]:
-    cols = ", ".join(f"`{c}`" for c in columns)
+                     limit: int, select: str | None = None) -> tuple[str, list[Any]]:
+    """The batch's keyset read; ``select`` replaces the column list (server-built literals)."""
+    cols = select or ", ".join(f"`{c}`" for c in columns)
     where: list[str] = []
     args: list[Any] = []
     if spec.kind == "key":
@@ -53,6 +54,15 @@ def select_batch_sql(database: str, table: str, columns: tuple[str, ...], key: s
     if where:
         sql += " WHERE " + " AND ".join(where)
     return f"{sql} ORDER BY {order} LIMIT {int(limit)}", args
+
+
+def select_keys_sql(database: str, table: str, columns: tuple[str, ...], key: str,
+                    count: int) -> str:
+    """Rows of ``table`` by key (``count`` placeholders), in key order."""
+    cols = ", ".join(f"`{c}`" for c in columns)
+    marks = ", ".join(["%s"] * count)
+    return (f"SELECT {cols} FROM `{database}`.`{table}` WHERE `{key}` IN ({marks}) "
+            f"ORDER BY `{key}`")
 
 
 def read_batch(conn: pymysql.connections.Connection, sql: str,

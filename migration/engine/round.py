@@ -6,7 +6,10 @@
    :mod:`migration.engine.plan`) and persist the plan in the ledger in one transaction;
 4. run the chunks in parallel, one source and one target connection per worker; each
    batch is read by keyset, written by conditional upsert and checkpointed in the same
-   target transaction (:mod:`migration.engine.ledger`);
+   target transaction (:mod:`migration.engine.ledger`); for a MariaDB target whose columns
+   SQL can express, the source builds each row's SQL literal (``RoundOptions.literals``,
+   :mod:`migration.engine.sql_pushdown`; the summary's ``literals`` says which path each
+   table took);
 5. close the round: watermark per table, counts, timings.
 """
 
@@ -18,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pymysql
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -27,26 +30,17 @@ from migration.config import DbSettings, FuretConfig
 from migration.db import RETRYABLE_ERRORS, connect, db_error, error_code, query, server_now_ms
 from migration.engine import ledger, plan
 from migration.engine.cassandra_writer import CassandraWriter
-from migration.engine.galera_writer import GaleraWriter
+from migration.engine.galera_writer import BatchOutcome, GaleraWriter
 from migration.engine.ledger import Chunk, RoundRow
 from migration.engine.quarantine import insert_statements
-from migration.engine.reader import Cursor, read_batch, select_batch_sql
+from migration.engine.reader import Cursor, read_batch, select_batch_sql, select_keys_sql
+from migration.engine.sql_pushdown import Pushdown
+from migration.engine.sql_pushdown import plan as plan_pushdown
 from migration.errors import FuretError
 from migration.flows.mapping import Flow, TableFlow, load_flow
 from migration.flows.validate import INTEGER_TYPES, TableSchema, read_schema, validate_mariadb_flow
-
-
-class Progress(Protocol):
-    def table(self, name: str, total: int | None) -> None: ...
-    def advance(self, name: str, rows: int) -> None: ...
-
-
-class _NoProgress:
-    def table(self, name: str, total: int | None) -> None:
-        pass
-
-    def advance(self, name: str, rows: int) -> None:
-        pass
+from migration.progress import Reporter as Progress
+from migration.progress import Silent
 
 
 @dataclass(frozen=True)
@@ -55,6 +49,12 @@ class RoundOptions:
     strategy: str = "ts"
     final: bool = False
     max_quarantined: int | None = None
+    # "auto": MariaDB targets get server-built literals where every column is expressible
+    # in SQL (see migration.engine.sql_pushdown); "python": every row goes through Python
+    literals: str = "auto"
+
+
+LITERALS = ("auto", "python")
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -73,7 +73,8 @@ class _Run:
     def __init__(self, config: FuretConfig, flow: Flow, round_row: RoundRow,
                  schemas: dict[str, TableSchema], progress: Progress,
                  cassandra: Any = None,
-                 target_schemas: dict[str, TableSchema] | None = None) -> None:
+                 target_schemas: dict[str, TableSchema] | None = None,
+                 literals: str = "auto") -> None:
         self.config = config
         self.flow = flow
         self.round = round_row
@@ -90,6 +91,23 @@ class _Run:
                         else GaleraWriter(flow.target_database, tf, round_row.strategy,
                                           target_schemas))
             for tf in flow.tables}
+        # how each table's rows become SQL literals: chosen once per run, reported in the
+        # round summary ("literals"), never per batch
+        self.pushdowns: dict[str, Pushdown] = {}
+        self.literal_paths: dict[str, str] = {}
+        for tf in flow.tables:
+            if cassandra:
+                continue
+            if literals == "python":
+                self.literal_paths[tf.source] = "python: asked for"
+                continue
+            pushdown, why = plan_pushdown(tf, schemas[tf.source], target_schemas or {},
+                                          round_row.strategy)
+            if pushdown is None:
+                self.literal_paths[tf.source] = f"python: {why}"
+            else:
+                self.pushdowns[tf.source] = pushdown
+                self.literal_paths[tf.source] = "server"
 
     def _conn(self, name: str, settings: DbSettings, **kwargs: Any
               ) -> pymysql.connections.Connection:
@@ -123,6 +141,11 @@ class _Run:
         spec = chunk.spec
         columns = tf.source_columns
         cursor_index = columns.index(spec.key_column) if spec.kind == "key" else 0
+        pushdown = self.pushdowns.get(tf.source)
+        select, literal_index = None, 0
+        if pushdown:
+            select, cursor_index, literal_index = pushdown.select_list(
+                spec.key_column if spec.kind == "key" else tf.key)
         settings = self.config.rounds
         target = self.target()
         ledger.claim_chunk(target, chunk)
@@ -134,7 +157,7 @@ class _Run:
         done_rows = 0
         while not self.stop.is_set():
             sql, args = select_batch_sql(self.flow.source_database, tf.source, columns, tf.key,
-                                         tf.version, spec, cursor, limit)
+                                         tf.version, spec, cursor, limit, select)
             rows = self._read(sql, args)
             if not rows:
                 ledger.finish_chunk(target, chunk)
@@ -142,7 +165,9 @@ class _Run:
                 return
             last = rows[-1]
             new_cursor = Cursor(int(last[1]), last[cursor_index])
-            size = self._commit_batch(chunk, rows, new_cursor)
+            size, write = (self._server_literals(tf, rows, literal_index) if pushdown
+                           else self._python_literals(tf, rows))
+            self._commit_batch(chunk, len(rows), new_cursor, write)
             cursor = new_cursor
             # keep each transaction under batch_bytes (Galera write-set) as rows grow
             limit = max(1, min(settings.batch_rows, settings.batch_bytes * len(rows) // size))
@@ -167,9 +192,46 @@ class _Run:
                         from None
         raise AssertionError("unreachable")
 
-    def _commit_batch(self, chunk: Chunk, rows: list[tuple[Any, ...]], cursor: Cursor) -> int:
-        """Rows + quarantine + checkpoint in one target transaction; returns its SQL size."""
-        writer = self.writers[chunk.source_table]
+    def _python_literals(self, tf: TableFlow, rows: list[tuple[Any, ...]]
+                         ) -> tuple[int, Callable[[Any], BatchOutcome]]:
+        """(size, write) of a batch read as source values."""
+        writer = self.writers[tf.source]
+        return max(1, sum(len(repr(r)) for r in rows)), lambda cur: writer.write(cur, rows)
+
+    def _originals(self, tf: TableFlow, keys: list[Any]) -> list[tuple[Any, ...]]:
+        """Rows read again by key, as source values (for the Python path)."""
+        if not keys:
+            return []
+        sql = select_keys_sql(self.flow.source_database, tf.source, tf.source_columns, tf.key,
+                              len(keys))
+        return self._read(sql, list(keys))
+
+    def _server_literals(self, tf: TableFlow, rows: list[tuple[Any, ...]], first: int
+                         ) -> tuple[int, Callable[[Any], BatchOutcome]]:
+        """(size, write) of a batch read as server-built literals (from column ``first``):
+        clean rows are written as they came, rows with a reason (``!...``) are read again
+        by key and go through Python."""
+        writer = self.writers[tf.source]
+        assert isinstance(writer, GaleraWriter)
+        clean = [r[first:] for r in rows if r[first][:1] != b"!"]
+        keys = [r[0] for r in rows if r[first][:1] != b"!"]
+        dirty = self._originals(tf, [r[0] for r in rows if r[first][:1] == b"!"])
+
+        def write(cur: Any) -> BatchOutcome:
+            outcome = writer.write_literals(cur, clean, keys,
+                                            lambda again: self._originals(tf, again))
+            if dirty:
+                slow = writer.write(cur, dirty)
+                outcome.written += slow.written
+                outcome.quarantined.extend(slow.quarantined)
+            return outcome
+
+        size = sum(len(lit) for row in clean for lit in row) + sum(len(repr(r)) for r in dirty)
+        return max(1, size), write
+
+    def _commit_batch(self, chunk: Chunk, read: int, cursor: Cursor,
+                      write: Callable[[Any], BatchOutcome]) -> None:
+        """Rows + quarantine + checkpoint in one target transaction."""
         for attempt in _retrying():
             with attempt:
                 target = self.target()
@@ -178,11 +240,11 @@ class _Run:
                 try:
                     target.begin()
                     with target.cursor() as cur:
-                        outcome = writer.write(cur, rows)
+                        outcome = write(cur)
                         for statement in insert_statements(self.flow.name, self.round.round_no,
                                                            outcome.quarantined):
                             cur.execute(statement)
-                        if not ledger.checkpoint(cur, chunk, cursor.ts, cursor.key, len(rows),
+                        if not ledger.checkpoint(cur, chunk, cursor.ts, cursor.key, read,
                                                  outcome.written, len(outcome.quarantined)):
                             raise FuretError(
                                 f"flow {self.flow.name} round {self.round.round_no} table "
@@ -197,7 +259,7 @@ class _Run:
                                        self.flow.target_database, chunk.source_table) from None
                     raise
                 chunk.batches += 1
-                return max(1, sum(len(repr(r)) for r in rows))
+                return
         raise AssertionError("unreachable")
 
 
@@ -276,6 +338,9 @@ def run_round(config: FuretConfig, options: RoundOptions,
               progress: Progress | None = None,
               on_start: Callable[[RoundRow, bool], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the next round of ``options.flow``; return its ledger summary."""
+    if options.literals not in LITERALS:
+        raise FuretError(f"unknown literals mode {options.literals!r} "
+                         f"(expected {', '.join(LITERALS)})")
     if options.strategy not in plan.STRATEGIES:
         raise FuretError(f"unknown strategy {options.strategy!r} "
                          f"(expected {', '.join(plan.STRATEGIES)})")
@@ -284,7 +349,7 @@ def run_round(config: FuretConfig, options: RoundOptions,
     if to_cassandra and options.strategy != "ts":
         raise FuretError(f"flow {flow.name}: --strategy {options.strategy} needs a MariaDB "
                          "target (it reads max(version) or max(id) from the target)")
-    sink: Progress = progress or _NoProgress()
+    sink: Progress = progress or Silent()
     source_settings, target_settings = config.db(flow.source_server), config.target
     with contextlib.ExitStack() as stack:
         source = connect(source_settings)
@@ -337,7 +402,8 @@ def run_round(config: FuretConfig, options: RoundOptions,
             tm.table: read_schema(conn, target_settings, flow.target_database, tm.table)
             for tf in flow.tables for tm in tf.targets}
         run = _Run(config, flow, round_row, schemas, sink, cassandra,
-                   {k: v for k, v in target_schemas.items() if v is not None})
+                   {k: v for k, v in target_schemas.items() if v is not None},
+                   options.literals)
         stack.callback(run.close)
         _run_chunks(run, todo, config.rounds.workers)
         try:
@@ -346,6 +412,7 @@ def run_round(config: FuretConfig, options: RoundOptions,
         except pymysql.MySQLError as exc:
             raise db_error(exc, target_settings, "furet", "rounds") from None
     summary["resumed"] = resumed
+    summary["literals"] = run.literal_paths
     quarantined = int(summary.get("rows_quarantined") or 0)
     if options.max_quarantined is not None and quarantined > options.max_quarantined:
         summary["error"] = (f"flow {flow.name} round {round_row.round_no}: {quarantined} rows "

@@ -17,7 +17,7 @@ import yaml
 from migration.config import DbSettings
 from migration.db import connection, query
 from migration.remote import select_hosts
-from tests.helpers import BIN, REPO, tool_env
+from tests.helpers import BIN, REPO, run_playbook, tool_env
 from tests.integration.compare import diff_runtime
 from tests.lab import cassandra_client, galera_client
 from tests.lab.conftest import ProvisionedLab
@@ -128,6 +128,47 @@ def test_status_json_shows_four_finished_rounds_per_flow(
         assert [r["round_no"] for r in mine] == [1, 2, 3, 4]
         assert all(r["status"] == "done" for r in mine)
         assert [bool(r["final"]) for r in mine] == [False, False, False, True]
+
+
+def test_fab_verify_agrees_on_every_flow_and_fetches_its_reports(
+        rehearsal: subprocess.CompletedProcess[str], figures: Any) -> None:
+    seen = {}
+    for flow in ("runtime", "cassandra_prod", "rt_bo"):
+        result = fab("verify", "--flow", flow)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        assert "fab verify: etl1 ok" in result.stderr
+        fetched = [line.split("fab verify: report ", 1)[1] for line in result.stderr.splitlines()
+                   if line.startswith("fab verify: report ")]
+        assert sorted(Path(f).suffix for f in fetched) == [".html", ".json"], fetched
+        report = json.loads(Path(REPO / fetched[0] if fetched[0].endswith(".json")
+                                 else REPO / fetched[1]).read_text())
+        assert report["agrees"] is True and report["flow"] == flow
+        seen[flow] = sum(t["source_rows"] for t in report["tables"])
+    figures(verify_rows_compared=seen)
+
+
+def test_verify_gate_fails_on_corrupted_rows_and_repair_fixes_them(
+        rehearsal: subprocess.CompletedProcess[str]) -> None:
+    galera1 = select_hosts(REPO / INVENTORY, ["galera1"])[0]
+    # A clean quote and offer (not quarantined): one changed in place, one deleted.
+    quote_id, offer_id = (int(v) for v in galera_client.node_sql(
+        galera1, "SELECT (SELECT MIN(id) FROM lf_runtime.quote WHERE status <> 'expired'), "
+                 "(SELECT MAX(id) FROM lf_runtime.offer)").split())
+    galera_client.node_sql(galera1, f"UPDATE lf_runtime.quote SET status = 'expired' "
+                                    f"WHERE id = {quote_id}; "
+                                    f"DELETE FROM lf_runtime.offer WHERE id = {offer_id}")
+    gate = run_playbook("verify_gate.yml", "-e", "verify_gate_flow=runtime")
+    assert gate.returncode != 0, gate.output[-4000:]
+    assert "source and target DIFFER" in gate.output
+    assert "quote -> quote: 0 missing, 0 extra, 1 different" in " ".join(gate.output.split())
+    assert "offer -> offer: 1 missing, 0 extra, 0 different" in " ".join(gate.output.split())
+    repaired = fab("verify", "--flow", "runtime", "--repair")
+    assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-4000:]
+    assert galera_client.node_sql(galera1, f"SELECT COUNT(*) FROM lf_runtime.offer "
+                                           f"WHERE id = {offer_id}") == "1"
+    gate = run_playbook("verify_gate.yml", "-e", "verify_gate_flow=runtime")
+    assert gate.returncode == 0, gate.output[-4000:]
+    assert "source and target agree" in gate.output
 
 
 def test_unfreeze_gives_the_legacy_back_and_a_stopped_legacy_is_named(
