@@ -150,7 +150,8 @@ def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 0) -> BaselineRe
         output = _cqlsh(lab, f"COPY prod.bench_{table} ({columns}) FROM '{csv}' WITH "
                              f"DELIMITER = '\t' AND NULL = 'NULL' AND HEADER = false AND "
                              + (f"NUMPROCESSES = {workers} AND " if workers else "")
-                             + f"ERRFILE = '{CACHE / (table + '.err')}'")
+                             # the lab's 512 MiB-heap nodes time out now and then
+                             + f"MAXATTEMPTS = 20 AND ERRFILE = '{CACHE / (table + '.err')}'")
         imported = [ln for ln in output.splitlines() if "rows imported" in ln]
         lines += imported
         if imported:

@@ -58,7 +58,7 @@ class RichBars:
 class _Count:
     total: int | None
     done: int = 0
-    started: float = 0.0
+    started: float | None = None  # when its work began (see PlainLines.advance)
     printed_done: int = 0
 
 
@@ -75,16 +75,22 @@ class PlainLines:
         self.counts: dict[str, _Count] = {}
         self.lock = threading.Lock()
         self.last_print = clock()
+        # Tables wait in the queue while workers copy others: a table's clock starts at the
+        # last advance of any table before its first one (when a worker turned to it).
+        self.last_activity = self.last_print
 
     def table(self, name: str, total: int | None) -> None:
         with self.lock:
-            self.counts[name] = _Count(total, 0, self.clock())
+            self.counts[name] = _Count(total)
 
     def advance(self, name: str, rows: int) -> None:
         with self.lock:
-            count = self.counts.setdefault(name, _Count(None, 0, self.clock()))
-            count.done += rows
             now = self.clock()
+            count = self.counts.setdefault(name, _Count(None))
+            if count.started is None:
+                count.started = self.last_activity
+            self.last_activity = now
+            count.done += rows
             if now - self.last_print >= self.interval:
                 self.last_print = now
                 for task, c in self.counts.items():
@@ -99,7 +105,7 @@ class PlainLines:
                     self._line(task, c, now)
 
     def line_for(self, name: str, count: _Count, now: float) -> str:
-        elapsed = max(now - count.started, 1e-9)
+        elapsed = max(now - (count.started if count.started is not None else now), 1e-9)
         amount = f"{count.done:,}"
         if count.total:
             amount += f" / {count.total:,} rows ({min(100, 100 * count.done // count.total)}%)"

@@ -41,7 +41,7 @@ def test_lines_are_rate_limited_and_a_last_line_closes_each_task() -> None:
     lines.advance("quote", 750)           # t=10: both tasks moved
     assert out.getvalue().splitlines()[1:] == [
         "progress round runtime quote: 1,000 / 1,000 rows (100%), 100 rows/s",
-        "progress round runtime offer: 3,000 rows, 300 rows/s"]
+        "progress round runtime offer: 3,000 rows, 600 rows/s"]  # its clock began at t=5
     lines.close()                          # nothing moved since: no repeated line
     assert len(out.getvalue().splitlines()) == 3
 
