@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.lab import REPO, LabEndpoints
+from migration.config import DbSettings
 
 CACHE = REPO / ".cache" / "bench"
 CQLSH_VERSION = "6.2.2"
@@ -59,7 +60,7 @@ def _env(password: str) -> dict[str, str]:
     return {**os.environ, "MYSQL_PWD": password}
 
 
-def _mysql(settings, sql: str, database: str = "") -> str:  # noqa: ANN001
+def _mysql(settings: DbSettings, sql: str, database: str = "") -> str:
     cmd = ["mysql", "-h", settings.host, "-P", str(settings.port), "-u", settings.user,
            "-B", "-N", "-e", sql]
     if database:
@@ -164,7 +165,7 @@ def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 0) -> BaselineRe
                           f"NUMPROCESSES={workers or 'default'}; " + " / ".join(lines))
 
 
-def _option_file(name: str, settings) -> Path:  # noqa: ANN001
+def _option_file(name: str, settings: DbSettings) -> Path:
     path = CACHE / f"{name}.cnf"
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_text(f"[client]\nuser={settings.user}\npassword={settings.password}\n")
