@@ -19,8 +19,10 @@ from tests.helpers import REPO, PlaybookRun, furet, run_playbook
 # Lab tests share one lab and run in this order: the smoke test provisions it, the fault
 # tests break and recover it, the molecule scenarios use their own containers.
 _MODULE_ORDER = [
-    "test_lab_smoke", "test_galera_faults", "test_cassandra_faults", "test_etl_runner",
-    "test_migration_rehearsal", "test_molecule_scenarios",
+    # The rehearsal first: test_lab_smoke then kills legacy1 to show that `lab up`
+    # recreates it (bare), and no later module needs a provisioned legacy1.
+    "test_migration_rehearsal", "test_lab_smoke", "test_galera_faults", "test_cassandra_faults",
+    "test_etl_runner", "test_molecule_scenarios",
 ]
 
 

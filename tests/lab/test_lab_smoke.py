@@ -85,7 +85,7 @@ def test_lab_up_twice_keeps_healthy_hosts_and_recovers_a_dead_one(lab: LabConfig
     assert _container_ids(lab) == before
 
     # A host whose processes were all killed (as after a CI stop) is recreated. legacy1:
-    # test_migration_rehearsal provisions it again (playbooks/legacy.yml) before using it.
+    # test_migration_rehearsal ran before this module; no later lab test needs it provisioned.
     victim = next(h for h in lab.hosts if h.name == "legacy1")
     podman = Podman(lab.containers_conf)
     podman.run("kill", lab.container_name(victim))

@@ -49,10 +49,6 @@ def galera3() -> DbSettings:
 
 @pytest.fixture(scope="module")
 def rehearsal(provisioned_lab: ProvisionedLab) -> subprocess.CompletedProcess[str]:
-    # test_lab_smoke kills legacy1 to show that `lab up` recreates it: provision it again
-    # (a no-op when it was not recreated).
-    legacy = run_playbook("legacy.yml")
-    assert legacy.returncode == 0, legacy.output[-6000:]
     result = fab("rehearsal", "--quotes", str(QUOTES), "--rate", "20")
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     return result
