@@ -64,10 +64,11 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt
 		{ tail -40 .cache/bench-site.log; exit 1; }
 	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES)
 
-lint: venv ## ruff, yamllint, ansible-lint (production profile)
+lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
 	@$(BIN)/ruff check migration tests bench fabfile.py roles/etl_runner/files
 	@$(BIN)/yamllint -s .
 	@$(BIN)/ansible-lint -q
+	@$(BIN)/mypy migration
 
 unit: venv ## Unit tests only (no lab, no servers)
 	@$(BIN)/pytest -q tests/unit

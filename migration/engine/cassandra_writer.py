@@ -23,8 +23,8 @@ from typing import Any
 
 import pymysql
 
-from migration.engine.galera_writer import BatchOutcome
 from migration.engine.quarantine import QuarantinedRow, original_values
+from migration.engine.writer import BatchOutcome
 from migration.flows.mapping import TableFlow, TransformError
 
 CONCURRENCY = 64

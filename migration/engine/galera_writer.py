@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pymysql
 
 from migration.db import ROW_DATA_ERRORS, error_code
 from migration.engine.quarantine import QuarantinedRow, original_values
+from migration.engine.writer import BatchOutcome
 from migration.flows.mapping import TableFlow, TargetMap, TransformError
 from migration.flows.validate import TableSchema
 from migration.sql_literals import row_literal
@@ -57,12 +58,6 @@ def upsert_sql(database: str, table: str, columns: Sequence[str], key: str,
     updates.append(f"`{version}` = GREATEST(`{version}`, VALUES(`{version}`))")
     return (f"INSERT INTO `{database}`.`{table}` ({cols}) VALUES ",
             " ON DUPLICATE KEY UPDATE " + ", ".join(updates))
-
-
-@dataclass
-class BatchOutcome:
-    written: int = 0
-    quarantined: list[QuarantinedRow] = field(default_factory=list)
 
 
 @dataclass
@@ -175,11 +170,12 @@ class GaleraWriter:
         """One statement for ``rows``; if a row's data breaks it, bisect to find the rows."""
         cur.execute(f"SAVEPOINT {SAVEPOINT}")
         try:
-            if literals and isinstance(literals[0], bytes):
-                cur.execute(target.prefix_bytes + b",".join(literals[i] for i in rows)
+            picked = [literals[i] for i in rows]
+            if picked and isinstance(picked[0], bytes):
+                cur.execute(target.prefix_bytes + b",".join(cast(list[bytes], picked))
                             + target.suffix_bytes)
             else:
-                cur.execute(target.prefix + ",".join(literals[i] for i in rows) + target.suffix)
+                cur.execute(target.prefix + ",".join(cast(list[str], picked)) + target.suffix)
             return
         except pymysql.MySQLError as exc:
             code = error_code(exc)

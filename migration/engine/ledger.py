@@ -5,19 +5,35 @@ It lives on the target, so a batch's rows, its quarantined rows and its chunk ch
 last committed cursor, no batch is applied twice and none is skipped. The checkpoint
 update is conditional on the batch number the worker expects, so two runners can never
 both apply the same batch.
+
+This module owns the ``furet`` database: every statement on its tables is here, nowhere
+else. The schema carries a version (``furet.ledger_schema``) and upgrades itself forward
+(:func:`ensure_ledger`, steps in :data:`UPGRADES`), so a target written by an older furet
+is upgraded in place the first time a newer one runs a round or reads the status.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
+from migration import __version__
 from migration.db import query
 from migration.engine.plan import ChunkSpec
+from migration.engine.quarantine import QuarantinedRow
+from migration.engine.results import QuarantineCount, RoundSummary, StatusReport, TableSummary
+from migration.enums import Strategy
+from migration.errors import FuretError
+from migration.sql_literals import values_batches
 
-DDL = (
+# Version 1: the ledger as furet 0.1 created it (no version table: a ledger with
+# furet.rounds and without furet.ledger_schema is version 1). Never edit a released step:
+# add the next one to UPGRADES.
+V1 = (
     "CREATE DATABASE IF NOT EXISTS furet DEFAULT CHARACTER SET utf8mb4",
     """CREATE TABLE IF NOT EXISTS furet.rounds (
       flow VARCHAR(64) NOT NULL, round_no INT NOT NULL, strategy VARCHAR(8) NOT NULL,
@@ -54,6 +70,20 @@ DDL = (
       PRIMARY KEY (id), UNIQUE KEY uq_quarantine_row (flow, source_table, row_key, version))""",
 )
 
+# Forward upgrades: (version, statements). Each statement is idempotent (IF NOT EXISTS), so
+# two runners upgrading the same ledger at once, or a step killed half-way, are harmless.
+UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, V1),
+    (2, ("""CREATE TABLE IF NOT EXISTS furet.ledger_schema (
+           id TINYINT NOT NULL, version INT NOT NULL,
+           upgraded_at DATETIME(3) NOT NULL DEFAULT NOW(3), PRIMARY KEY (id))""",
+         # which furet ran a round (mixed versions during an upgrade are visible)
+         "ALTER TABLE furet.rounds ADD COLUMN IF NOT EXISTS furet_version VARCHAR(32) NULL")),
+)
+LEDGER_VERSION = UPGRADES[-1][0]
+LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine")
+NO_LEDGER_ERRORS = (1049, 1146)  # unknown database, unknown table
+
 
 @dataclass
 class Chunk:
@@ -72,20 +102,55 @@ class Chunk:
 class RoundRow:
     flow: str
     round_no: int
-    strategy: str
+    strategy: Strategy
     kind: str
     final: bool
     status: str
     now_ms: int | None
 
 
-def ensure_ledger(conn: pymysql.connections.Connection) -> None:
+def schema_version(conn: pymysql.connections.Connection) -> int:
+    """The ledger's schema version on this target: 0 when there is none."""
+    tables = {str(t) for (t,) in query(
+        conn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'furet' "
+              "AND table_name IN ('rounds', 'ledger_schema')")}
+    if "ledger_schema" in tables:
+        rows = query(conn, "SELECT version FROM furet.ledger_schema WHERE id = 1")
+        if rows:
+            return int(rows[0][0])
+    return 1 if "rounds" in tables else 0
+
+
+def ensure_ledger(conn: pymysql.connections.Connection) -> int:
+    """Create the ledger, or upgrade it in place to :data:`LEDGER_VERSION`; return the
+    version found. A ledger written by a newer furet is refused, never downgraded."""
+    found = schema_version(conn)
+    if found > LEDGER_VERSION:
+        raise FuretError(f"the furet ledger on this target is version {found}; this furet "
+                         f"({__version__}) knows up to {LEDGER_VERSION}: upgrade furet")
+    if found == LEDGER_VERSION:
+        return found
     with conn.cursor() as cur:
-        for statement in DDL:
-            cur.execute(statement)
+        for version, statements in UPGRADES:
+            if version <= found:
+                continue
+            for statement in statements:
+                cur.execute(statement)
+            if version >= 2:
+                cur.execute("INSERT INTO furet.ledger_schema (id, version) VALUES (1, %s) "
+                            "ON DUPLICATE KEY UPDATE version = GREATEST(version, "
+                            "VALUES(version)), upgraded_at = NOW(3)", (version,))
+    return found
 
 
-LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine")
+def exists(conn: pymysql.connections.Connection) -> bool:
+    return schema_version(conn) > 0
+
+
+def lock_flow(conn: pymysql.connections.Connection, flow: str) -> bool:
+    """Take the flow's runner lock (one round of a flow at a time); False if it is held.
+    Released when ``conn`` closes."""
+    return query(conn, "SELECT GET_LOCK(%s, 0)", (f"furet.round.{flow}",))[0][0] == 1
 
 
 def forget(conn: pymysql.connections.Connection) -> None:
@@ -109,7 +174,7 @@ def last_round(conn: pymysql.connections.Connection, flow: str) -> RoundRow | No
     if not rows:
         return None
     f, n, strategy, kind, final, status, now_ms = rows[0]
-    return RoundRow(f, n, strategy, kind, bool(final), status, now_ms)
+    return RoundRow(f, n, Strategy(strategy), kind, bool(final), status, now_ms)
 
 
 def last_watermarks(conn: pymysql.connections.Connection, flow: str) -> dict[str, int]:
@@ -129,11 +194,11 @@ def create_round(conn: pymysql.connections.Connection, round_row: RoundRow, over
     conn.begin()
     with conn.cursor() as cur:
         cur.execute("INSERT INTO furet.rounds (flow, round_no, strategy, kind, final, status, "
-                    "now_ms, overlap_ms, safety_lag_ms, chunks) VALUES "
-                    "(%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s)",
-                    (round_row.flow, round_row.round_no, round_row.strategy, round_row.kind,
-                     int(round_row.final), round_row.now_ms, overlap_ms, safety_lag_ms,
-                     sum(len(c) for c in chunks.values())))
+                    "now_ms, overlap_ms, safety_lag_ms, chunks, furet_version) VALUES "
+                    "(%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)",
+                    (round_row.flow, round_row.round_no, str(round_row.strategy),
+                     round_row.kind, int(round_row.final), round_row.now_ms, overlap_ms,
+                     safety_lag_ms, sum(len(c) for c in chunks.values()), __version__))
         for table, (lo, hi) in windows.items():
             cur.execute("INSERT INTO furet.round_tables (flow, round_no, source_table, "
                         "window_lo, window_hi, status) VALUES (%s, %s, %s, %s, %s, 'running')",
@@ -192,8 +257,28 @@ def finish_chunk(conn: pymysql.connections.Connection, chunk: Chunk) -> None:
           (chunk.flow, chunk.round_no, chunk.source_table, chunk.spec.chunk_no))
 
 
+def round_window(conn: pymysql.connections.Connection, flow: str, round_no: int,
+                 source_table: str) -> tuple[int | None, int | None]:
+    """The planned window ``(lo, hi]`` of one table of a round."""
+    lo, hi = query(conn, "SELECT window_lo, window_hi FROM furet.round_tables WHERE flow = %s "
+                         "AND round_no = %s AND source_table = %s",
+                   (flow, round_no, source_table))[0]
+    return lo, hi
+
+
+def highest_cursor(conn: pymysql.connections.Connection, flow: str, round_no: int,
+                   source_table: str, cursor: str) -> int | None:
+    """The highest checkpointed ``cursor_ts`` or ``cursor_key`` (as an integer) of a table
+    in a round: the watermark of the naive and id strategies."""
+    column = {"ts": "cursor_ts", "key": "cursor_key"}[cursor]
+    top = query(conn, f"SELECT MAX(CAST({column} AS SIGNED)) FROM furet.chunks WHERE "
+                      "flow = %s AND round_no = %s AND source_table = %s",
+                (flow, round_no, source_table))[0][0]
+    return None if top is None else int(top)
+
+
 def finish_round(conn: pymysql.connections.Connection, flow: str, round_no: int,
-                 watermarks: dict[str, int | None]) -> dict[str, Any]:
+                 watermarks: dict[str, int | None]) -> RoundSummary:
     conn.begin()
     with conn.cursor() as cur:
         for table, mark in watermarks.items():
@@ -215,24 +300,103 @@ def finish_round(conn: pymysql.connections.Connection, flow: str, round_no: int,
     return round_summary(conn, flow, round_no)
 
 
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
 def round_summary(conn: pymysql.connections.Connection, flow: str,
-                  round_no: int) -> dict[str, Any]:
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
-        cur.execute("SELECT flow, round_no, strategy, kind, final, status, now_ms, overlap_ms, "
-                    "safety_lag_ms, chunks, rows_read, rows_written, rows_quarantined, "
-                    "invocations, CAST(started_at AS CHAR) started_at, "
-                    "CAST(finished_at AS CHAR) finished_at, seconds "
-                    "FROM furet.rounds WHERE flow = %s AND round_no = %s", (flow, round_no))
-        summary = dict(cur.fetchone() or {})
-        cur.execute("SELECT t.source_table, t.window_lo, t.window_hi, t.watermark, t.status, "
-                    "COUNT(c.chunk_no) chunks, COALESCE(SUM(c.rows_read), 0) rows_read, "
-                    "COALESCE(SUM(c.rows_written), 0) rows_written, "
-                    "COALESCE(SUM(c.rows_quarantined), 0) rows_quarantined "
-                    "FROM furet.round_tables t LEFT JOIN furet.chunks c ON c.flow = t.flow AND "
-                    "c.round_no = t.round_no AND c.source_table = t.source_table "
-                    "WHERE t.flow = %s AND t.round_no = %s GROUP BY t.source_table "
-                    "ORDER BY t.source_table", (flow, round_no))
-        summary["tables"] = [
-            {k: (int(v) if k.startswith("rows_") else v) for k, v in row.items()}
-            for row in cur.fetchall()]
-    return summary
+                  round_no: int) -> RoundSummary:
+    rows = query(conn, "SELECT flow, round_no, strategy, kind, final, status, now_ms, "
+                       "overlap_ms, safety_lag_ms, chunks, rows_read, rows_written, "
+                       "rows_quarantined, invocations, CAST(started_at AS CHAR), "
+                       "CAST(finished_at AS CHAR), seconds, furet_version "
+                       "FROM furet.rounds WHERE flow = %s AND round_no = %s", (flow, round_no))
+    if not rows:
+        raise FuretError(f"flow {flow}: round {round_no} is not in the ledger")
+    (f, n, strategy, kind, final, status, now_ms, overlap, lag, chunks, read, written,
+     quarantined, invocations, started, finished, seconds, version) = rows[0]
+    tables = query(conn, "SELECT t.source_table, t.window_lo, t.window_hi, t.watermark, "
+                         "t.status, COUNT(c.chunk_no), COALESCE(SUM(c.rows_read), 0), "
+                         "COALESCE(SUM(c.rows_written), 0), COALESCE(SUM(c.rows_quarantined), 0) "
+                         "FROM furet.round_tables t LEFT JOIN furet.chunks c ON c.flow = t.flow "
+                         "AND c.round_no = t.round_no AND c.source_table = t.source_table "
+                         "WHERE t.flow = %s AND t.round_no = %s GROUP BY t.source_table "
+                         "ORDER BY t.source_table", (flow, round_no))
+    return RoundSummary(
+        flow=f, round_no=int(n), strategy=Strategy(strategy), kind=kind, final=bool(final),
+        status=status, now_ms=now_ms, overlap_ms=_int(overlap), safety_lag_ms=_int(lag),
+        chunks=_int(chunks), rows_read=_int(read), rows_written=_int(written),
+        rows_quarantined=_int(quarantined), invocations=_int(invocations), started_at=started,
+        finished_at=finished, seconds=None if seconds is None else float(seconds),
+        furet_version=version,
+        tables=tuple(TableSummary(t, lo, hi, mark, st, _int(c), _int(r), _int(w), _int(q))
+                     for t, lo, hi, mark, st, c, r, w, q in tables))
+
+
+def status_report(conn: pymysql.connections.Connection, flow: str | None = None,
+                  last: int = 10) -> StatusReport:
+    """The last ``last`` rounds of each flow (or of ``flow``) and the quarantine counts by
+    reason; an empty report on a target without a ledger. Upgrades an older ledger."""
+    if not exists(conn):
+        return StatusReport()
+    ensure_ledger(conn)
+    where, args = ("WHERE flow = %s", (flow,)) if flow else ("", ())
+    keys = query(conn, f"SELECT flow, round_no FROM furet.rounds {where} "
+                       "ORDER BY flow, round_no DESC", args)
+    per_flow: dict[str, int] = {}
+    rounds = []
+    for name, number in keys:
+        per_flow[name] = per_flow.get(name, 0) + 1
+        if per_flow[name] <= last:
+            rounds.append(round_summary(conn, name, number))
+    rounds.sort(key=lambda r: (r.flow, r.round_no))
+    quarantine = tuple(
+        QuarantineCount(f, t, r, int(n)) for f, t, r, n in query(
+            conn, "SELECT flow, source_table, SUBSTRING_INDEX(reason, ': ', 2), COUNT(*) "
+                  f"FROM furet.quarantine {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", args))
+    return StatusReport(tuple(rounds), quarantine)
+
+
+def quarantined_versions(conn: pymysql.connections.Connection, flow: str,
+                         source_table: str) -> dict[str, set[int]]:
+    """Versions in furet.quarantine per row key of ``source_table`` ({} before any ledger)."""
+    try:
+        rows = query(conn, "SELECT row_key, version FROM furet.quarantine WHERE flow = %s "
+                           "AND source_table = %s", (flow, source_table))
+    except pymysql.MySQLError as exc:
+        if exc.args and exc.args[0] in NO_LEDGER_ERRORS:  # no ledger yet: nothing quarantined
+            return {}
+        raise
+    versions: dict[str, set[int]] = {}
+    for key, version in rows:
+        versions.setdefault(str(key), set()).add(int(version))
+    return versions
+
+
+def quarantine_statements(flow: str, round_no: int,
+                          rows: Sequence[QuarantinedRow]) -> list[str]:
+    """The statements that quarantine ``rows`` inside the caller's transaction (a round's
+    batch: rows, quarantine and checkpoint commit together). Upserts keyed by (flow, table,
+    key, version): a row seen again is not duplicated."""
+    records = [(flow, q.source_table, q.row_key[:255], q.version, round_no, q.target_table,
+                q.reason[:512], json.dumps(q.original, ensure_ascii=False, sort_keys=True))
+               for q in rows]
+    return [
+        "INSERT INTO furet.quarantine (flow, source_table, row_key, version, round_no, "
+        "target_table, reason, original) VALUES " + ",".join(batch) +
+        " ON DUPLICATE KEY UPDATE round_no = VALUES(round_no), reason = VALUES(reason), "
+        "target_table = VALUES(target_table), last_seen = NOW(3), seen = seen + 1"
+        for batch in values_batches(records, 500, 1_000_000)
+    ]
+
+
+def record_quarantine(conn: pymysql.connections.Connection, flow: str, round_no: int,
+                      rows: Sequence[QuarantinedRow]) -> None:
+    """Quarantine ``rows`` outside a round's batch transaction (e.g. refused by a repair):
+    the ledger is created if needed; ``conn`` is autocommit."""
+    if not rows:
+        return
+    ensure_ledger(conn)
+    with conn.cursor() as cur:
+        for statement in quarantine_statements(flow, round_no, rows):
+            cur.execute(statement)

@@ -1,6 +1,6 @@
 """Pure planning of a round: its window and its chunks (no server, unit-tested).
 
-Strategies:
+Strategies (:class:`migration.enums.Strategy`):
 
 - ``ts`` (furet's): the first round copies everything, chunked by key range; every later
   round reads the window ``(watermark - overlap, now - safety_lag]`` (``--final``: lag 0)
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-STRATEGIES = ("ts", "naive", "id")
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ def integer_key_chunks(key_column: str, min_key: int | None, max_key: int | None
     if min_key is None or max_key is None:
         return []
     width = max(1, chunk_rows)
-    chunks = []
+    chunks: list[ChunkSpec] = []
     lo = min_key - 1
     while lo < max_key:
         hi = min(lo + width, max_key)

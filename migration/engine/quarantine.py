@@ -1,15 +1,13 @@
-"""Rows that cannot be written: their key, reason and original values, in furet.quarantine."""
+"""Rows that cannot be written: their key, reason and original values (stored in
+furet.quarantine by :mod:`migration.engine.ledger`)."""
 
 from __future__ import annotations
 
 import datetime
 import decimal
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from migration.sql_literals import values_batches
 
 
 @dataclass(frozen=True)
@@ -38,17 +36,3 @@ def jsonable(value: Any) -> Any:
 
 def original_values(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     return {c: jsonable(v) for c, v in zip(columns, row, strict=True)}
-
-
-def insert_statements(flow: str, round_no: int, rows: Sequence[QuarantinedRow]) -> list[str]:
-    """Upserts keyed by (flow, table, key, version): a row seen again is not duplicated."""
-    records = [(flow, q.source_table, q.row_key[:255], q.version, round_no, q.target_table,
-                q.reason[:512], json.dumps(q.original, ensure_ascii=False, sort_keys=True))
-               for q in rows]
-    return [
-        "INSERT INTO furet.quarantine (flow, source_table, row_key, version, round_no, "
-        "target_table, reason, original) VALUES " + ",".join(batch) +
-        " ON DUPLICATE KEY UPDATE round_no = VALUES(round_no), reason = VALUES(reason), "
-        "target_table = VALUES(target_table), last_seen = NOW(3), seen = seen + 1"
-        for batch in values_batches(records, 500, 1_000_000)
-    ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +31,14 @@ from migration.config import DbSettings, FuretConfig
 from migration.db import RETRYABLE_ERRORS, connect, db_error, error_code, query, server_now_ms
 from migration.engine import ledger, plan
 from migration.engine.cassandra_writer import CassandraWriter
-from migration.engine.galera_writer import BatchOutcome, GaleraWriter
+from migration.engine.galera_writer import GaleraWriter
 from migration.engine.ledger import Chunk, RoundRow
-from migration.engine.quarantine import insert_statements
 from migration.engine.reader import Cursor, read_batch, select_batch_sql, select_keys_sql
+from migration.engine.results import QuarantineLimitExceeded, RoundSummary
 from migration.engine.sql_pushdown import Pushdown
 from migration.engine.sql_pushdown import plan as plan_pushdown
+from migration.engine.writer import BatchOutcome, Writer
+from migration.enums import LiteralsPath, Strategy
 from migration.errors import FuretError
 from migration.flows.mapping import Flow, TableFlow, load_flow
 from migration.flows.validate import INTEGER_TYPES, TableSchema, read_schema, validate_mariadb_flow
@@ -45,16 +48,26 @@ from migration.progress import Silent
 
 @dataclass(frozen=True)
 class RoundOptions:
+    """What ``furet round`` was asked (the command's contract maps its flags here)."""
+
     flow: str
-    strategy: str = "ts"
+    strategy: Strategy = Strategy.TS
     final: bool = False
     max_quarantined: int | None = None
-    # "auto": MariaDB targets get server-built literals where every column is expressible
-    # in SQL (see migration.engine.sql_pushdown); "python": every row goes through Python
-    literals: str = "auto"
+    # auto: MariaDB targets get server-built literals where every column is expressible
+    # in SQL (see migration.engine.sql_pushdown); python: every row goes through Python
+    literals: LiteralsPath = LiteralsPath.AUTO
 
-
-LITERALS = ("auto", "python")
+    def __post_init__(self) -> None:
+        """Plain strings are accepted and checked (a caller's typo is one clear line)."""
+        for name, kind, what in (("strategy", Strategy, "strategy"),
+                                 ("literals", LiteralsPath, "literals mode")):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, kind(value))
+            except ValueError:
+                raise FuretError(f"unknown {what} {value!r} (expected "
+                                 f"{', '.join(kind.choices())})") from None
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -86,19 +99,18 @@ class _Run:
         self.connections: list[pymysql.connections.Connection] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.writers: dict[str, GaleraWriter | CassandraWriter] = {
-            tf.source: (CassandraWriter(cassandra, flow.target_database, tf) if cassandra
-                        else GaleraWriter(flow.target_database, tf, round_row.strategy,
-                                          target_schemas))
-            for tf in flow.tables}
-        # how each table's rows become SQL literals: chosen once per run, reported in the
-        # round summary ("literals"), never per batch
-        self.pushdowns: dict[str, Pushdown] = {}
+        self.writers: dict[str, Writer] = {}
+        # MariaDB tables whose rows the source server turns into SQL literals: chosen once
+        # per run, reported in the round summary ("literals"), never per batch
+        self.pushdowns: dict[str, tuple[Pushdown, GaleraWriter]] = {}
         self.literal_paths: dict[str, str] = {}
         for tf in flow.tables:
-            if cassandra:
+            if cassandra is not None:
+                self.writers[tf.source] = CassandraWriter(cassandra, flow.target_database, tf)
                 continue
-            if literals == "python":
+            galera = GaleraWriter(flow.target_database, tf, round_row.strategy, target_schemas)
+            self.writers[tf.source] = galera
+            if literals == LiteralsPath.PYTHON:
                 self.literal_paths[tf.source] = "python: asked for"
                 continue
             pushdown, why = plan_pushdown(tf, schemas[tf.source], target_schemas or {},
@@ -106,7 +118,7 @@ class _Run:
             if pushdown is None:
                 self.literal_paths[tf.source] = f"python: {why}"
             else:
-                self.pushdowns[tf.source] = pushdown
+                self.pushdowns[tf.source] = (pushdown, galera)
                 self.literal_paths[tf.source] = "server"
 
     def _conn(self, name: str, settings: DbSettings, **kwargs: Any
@@ -144,7 +156,7 @@ class _Run:
         pushdown = self.pushdowns.get(tf.source)
         select, literal_index = None, 0
         if pushdown:
-            select, cursor_index, literal_index = pushdown.select_list(
+            select, cursor_index, literal_index = pushdown[0].select_list(
                 spec.key_column if spec.kind == "key" else tf.key)
         settings = self.config.rounds
         target = self.target()
@@ -165,8 +177,8 @@ class _Run:
                 return
             last = rows[-1]
             new_cursor = Cursor(int(last[1]), last[cursor_index])
-            size, write = (self._server_literals(tf, rows, literal_index) if pushdown
-                           else self._python_literals(tf, rows))
+            size, write = (self._server_literals(tf, pushdown[1], rows, literal_index)
+                           if pushdown else self._python_literals(tf, rows))
             self._commit_batch(chunk, len(rows), new_cursor, write)
             cursor = new_cursor
             # keep each transaction under batch_bytes (Galera write-set) as rows grow
@@ -206,13 +218,12 @@ class _Run:
                               len(keys))
         return self._read(sql, list(keys))
 
-    def _server_literals(self, tf: TableFlow, rows: list[tuple[Any, ...]], first: int
+    def _server_literals(self, tf: TableFlow, writer: GaleraWriter,
+                         rows: list[tuple[Any, ...]], first: int
                          ) -> tuple[int, Callable[[Any], BatchOutcome]]:
         """(size, write) of a batch read as server-built literals (from column ``first``):
         clean rows are written as they came, rows with a reason (``!...``) are read again
         by key and go through Python."""
-        writer = self.writers[tf.source]
-        assert isinstance(writer, GaleraWriter)
         clean = [r[first:] for r in rows if r[first][:1] != b"!"]
         keys = [r[0] for r in rows if r[first][:1] != b"!"]
         dirty = self._originals(tf, [r[0] for r in rows if r[first][:1] == b"!"])
@@ -221,9 +232,7 @@ class _Run:
             outcome = writer.write_literals(cur, clean, keys,
                                             lambda again: self._originals(tf, again))
             if dirty:
-                slow = writer.write(cur, dirty)
-                outcome.written += slow.written
-                outcome.quarantined.extend(slow.quarantined)
+                outcome.add(writer.write(cur, dirty))
             return outcome
 
         size = sum(len(lit) for row in clean for lit in row) + sum(len(repr(r)) for r in dirty)
@@ -241,8 +250,8 @@ class _Run:
                     target.begin()
                     with target.cursor() as cur:
                         outcome = write(cur)
-                        for statement in insert_statements(self.flow.name, self.round.round_no,
-                                                           outcome.quarantined):
+                        for statement in ledger.quarantine_statements(
+                                self.flow.name, self.round.round_no, outcome.quarantined):
                             cur.execute(statement)
                         if not ledger.checkpoint(cur, chunk, cursor.ts, cursor.key, read,
                                                  outcome.written, len(outcome.quarantined)):
@@ -272,7 +281,7 @@ def _plan_round(conn: pymysql.connections.Connection, source: pymysql.connection
     now = server_now_ms(source)
     windows: dict[str, tuple[int | None, int | None]] = {}
     chunks: dict[str, list[plan.ChunkSpec]] = {}
-    if options.strategy == "ts":
+    if options.strategy == Strategy.TS:
         marks = ledger.last_watermarks(conn, flow.name)
         full = any(tf.source not in marks for tf in flow.tables)
         kind = "full" if full else "window"
@@ -296,10 +305,11 @@ def _plan_round(conn: pymysql.connections.Connection, source: pymysql.connection
                 windows[tf.source] = (window.lo, window.hi)
                 chunks[tf.source] = plan.window_chunks(tf.key, window, rs.workers)
     else:
-        kind = options.strategy
+        kind = str(options.strategy)
         for tf in flow.tables:
             tm = tf.targets[0]
-            column = tf.version if options.strategy == "naive" else (tf.id_column or tf.key)
+            column = (tf.version if options.strategy == Strategy.NAIVE
+                      else (tf.id_column or tf.key))
             target_column = tm.target_of(column)
             if target_column is None:
                 raise FuretError(f"flow {flow.name} table {tf.source}: --strategy "
@@ -308,7 +318,7 @@ def _plan_round(conn: pymysql.connections.Connection, source: pymysql.connection
                                f"`{flow.target_database}`.`{tm.table}`")[0][0]
             mark = None if mark is None else int(mark)
             windows[tf.source] = (mark, None)
-            if options.strategy == "naive":
+            if options.strategy == Strategy.NAIVE:
                 chunks[tf.source] = plan.window_chunks(tf.key, plan.Window(mark, None), 1)
             else:
                 chunks[tf.source] = [plan.ChunkSpec(0, "key", column, mark, None)]
@@ -318,35 +328,28 @@ def _plan_round(conn: pymysql.connections.Connection, source: pymysql.connection
 
 def _watermarks(conn: pymysql.connections.Connection, flow: Flow,
                 round_row: RoundRow) -> dict[str, int | None]:
+    """ts: the planned window's end; naive/id: the highest cursor the chunks reached."""
     marks: dict[str, int | None] = {}
     for tf in flow.tables:
-        lo, hi = query(conn, "SELECT window_lo, window_hi FROM furet.round_tables WHERE flow = %s "
-                             "AND round_no = %s AND source_table = %s",
-                       (flow.name, round_row.round_no, tf.source))[0]
-        if round_row.strategy == "ts":
+        lo, hi = ledger.round_window(conn, flow.name, round_row.round_no, tf.source)
+        if round_row.strategy == Strategy.TS:
             marks[tf.source] = hi
         else:
-            column = "cursor_ts" if round_row.strategy == "naive" else "cursor_key"
-            top = query(conn, f"SELECT MAX(CAST({column} AS SIGNED)) FROM furet.chunks WHERE "
-                              "flow = %s AND round_no = %s AND source_table = %s",
-                        (flow.name, round_row.round_no, tf.source))[0][0]
-            marks[tf.source] = int(top) if top is not None else lo
+            top = ledger.highest_cursor(conn, flow.name, round_row.round_no, tf.source,
+                                        "ts" if round_row.strategy == Strategy.NAIVE else "key")
+            marks[tf.source] = top if top is not None else lo
     return marks
 
 
 def run_round(config: FuretConfig, options: RoundOptions,
               progress: Progress | None = None,
-              on_start: Callable[[RoundRow, bool], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) the next round of ``options.flow``; return its ledger summary."""
-    if options.literals not in LITERALS:
-        raise FuretError(f"unknown literals mode {options.literals!r} "
-                         f"(expected {', '.join(LITERALS)})")
-    if options.strategy not in plan.STRATEGIES:
-        raise FuretError(f"unknown strategy {options.strategy!r} "
-                         f"(expected {', '.join(plan.STRATEGIES)})")
+              on_start: Callable[[RoundRow, bool], None] | None = None) -> RoundSummary:
+    """Run (or resume) the next round of ``options.flow``; return its summary as the ledger
+    recorded it. Raises :class:`QuarantineLimitExceeded` (carrying the summary) when the
+    round quarantined more rows than ``options.max_quarantined``."""
     flow = load_flow(options.flow)
     to_cassandra = flow.target_kind == "cassandra"
-    if to_cassandra and options.strategy != "ts":
+    if to_cassandra and options.strategy != Strategy.TS:
         raise FuretError(f"flow {flow.name}: --strategy {options.strategy} needs a MariaDB "
                          "target (it reads max(version) or max(id) from the target)")
     sink: Progress = progress or Silent()
@@ -368,10 +371,10 @@ def run_round(config: FuretConfig, options: RoundOptions,
             validate_cassandra_flow(flow, cassandra, config.cassandra)
         try:
             ledger.ensure_ledger(conn)
-            got = query(conn, "SELECT GET_LOCK(%s, 0)", (f"furet.round.{flow.name}",))[0][0]
+            got = ledger.lock_flow(conn, flow.name)
         except pymysql.MySQLError as exc:
             raise db_error(exc, target_settings, "furet") from None
-        if got != 1:
+        if not got:
             raise FuretError(f"{target_settings.where}: a round of flow {flow.name} is already "
                              "running (lock furet.round." + flow.name + " is held)")
         last = ledger.last_round(conn, flow.name)
@@ -411,13 +414,10 @@ def run_round(config: FuretConfig, options: RoundOptions,
                                           _watermarks(conn, flow, round_row))
         except pymysql.MySQLError as exc:
             raise db_error(exc, target_settings, "furet", "rounds") from None
-    summary["resumed"] = resumed
-    summary["literals"] = run.literal_paths
-    quarantined = int(summary.get("rows_quarantined") or 0)
-    if options.max_quarantined is not None and quarantined > options.max_quarantined:
-        summary["error"] = (f"flow {flow.name} round {round_row.round_no}: {quarantined} rows "
-                            f"quarantined, more than --max-quarantined {options.max_quarantined}"
-                            " (see furet.quarantine on the target)")
+    summary = dataclasses.replace(summary, resumed=resumed, literals=dict(run.literal_paths))
+    if options.max_quarantined is not None and \
+            summary.rows_quarantined > options.max_quarantined:
+        raise QuarantineLimitExceeded(summary, options.max_quarantined)
     return summary
 
 

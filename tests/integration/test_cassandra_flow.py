@@ -50,7 +50,7 @@ def test_rounds_into_cassandra_under_traffic(fresh: dict, cassandra_node: str) -
     traffic.start()
     try:
         for _ in range(2):
-            assert run_round(config, RoundOptions("cassandra_prod"))["status"] == "done"
+            assert run_round(config, RoundOptions("cassandra_prod")).status == "done"
             time.sleep(1.0)
         freeze(legacy, timeout_s=30)
         traffic.join(30)
@@ -59,7 +59,7 @@ def test_rounds_into_cassandra_under_traffic(fresh: dict, cassandra_node: str) -
         if traffic.is_alive():
             freeze(legacy)
             traffic.join(30)
-    assert final["status"] == "done" and reports[0].stopped_by == "read_only"
+    assert final.status == "done" and reports[0].stopped_by == "read_only"
 
     with connection(legacy) as conn:
         source = {r[0]: r for r in query(conn, "SELECT id, customer_id, created_ts, uid, product,"

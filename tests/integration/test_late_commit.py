@@ -124,7 +124,7 @@ def test_old_etl_on_rt_bo_fills_minute_ref_times(fresh: dict) -> None:
     config = make_config(fresh)
     run_round(config, RoundOptions("runtime"))
     summary = run_round(config, RoundOptions("rt_bo", strategy="id"))
-    assert summary["kind"] == "id" and summary["status"] == "done"
+    assert summary.kind == "id" and summary.status == "done"
     target = fresh["target"].root()
     with contextlib.closing(target), target.cursor() as cur:
         cur.execute("SELECT COUNT(*), COUNT(ref_time_id), MAX(source_id) FROM lf_bo.bo_quote")
@@ -141,4 +141,4 @@ def test_old_etl_on_rt_bo_fills_minute_ref_times(fresh: dict) -> None:
         cur.execute("SELECT window_lo FROM furet.round_tables WHERE flow = 'rt_bo'")
         assert {r[0] for r in cur.fetchall()} == {None}
     again = run_round(config, RoundOptions("rt_bo", strategy="id"))
-    assert again["rows_read"] == 0  # watermark = max(source_id): nothing above it
+    assert again.rows_read == 0  # watermark = max(source_id): nothing above it

@@ -58,8 +58,8 @@ def test_rounds_under_traffic_then_freeze_and_final_round(fresh: dict) -> None:
         for _ in range(3):
             summaries.append(run_round(config, RoundOptions("runtime")))
             time.sleep(1.0)
-        assert [s["kind"] for s in summaries] == ["full", "window", "window"]
-        assert all(s["rows_read"] > 0 for s in summaries)
+        assert [s.kind for s in summaries] == ["full", "window", "window"]
+        assert all(s.rows_read > 0 for s in summaries)
         freeze(legacy, timeout_s=30)
         traffic.join(30)
         assert not traffic.is_alive()
@@ -71,12 +71,12 @@ def test_rounds_under_traffic_then_freeze_and_final_round(fresh: dict) -> None:
     report = reports[0]
     assert report.stopped_by == "read_only"
     assert report.operations > 100 and report.late_commits > 10, report
-    assert final["final"] and final["status"] == "done"
+    assert final.final and final.status == "done"
     _assert_identical(fresh)
 
     # The new ETL from the Galera runtime into the back office: ts column, every quote.
     bo = run_round(config, RoundOptions("rt_bo"))
-    assert bo["status"] == "done"
+    assert bo.status == "done"
     target = fresh["target"].settings()
     with connection(target) as conn:
         missing = query(conn, "SELECT COUNT(*) FROM lf_runtime.quote q LEFT JOIN lf_bo.bo_quote "

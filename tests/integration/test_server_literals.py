@@ -192,15 +192,15 @@ def test_server_literals_write_byte_identical_rows(fresh: dict, tmp_path: Path) 
     python = run_round(config, RoundOptions(_flow(tmp_path, "eq_python", "lf_eq_python"),
                                             literals="python"))
     server = run_round(config, RoundOptions(_flow(tmp_path, "eq_server", "lf_eq_server")))
-    assert python["literals"] == {"tricky": "python: asked for"}
-    assert server["literals"] == {"tricky": "server"}
+    assert python.literals == {"tricky": "python: asked for"}
+    assert server.literals == {"tricky": "server"}
     for key in ("rows_read", "rows_written", "rows_quarantined"):
-        assert server[key] == python[key], key
-    assert server["rows_read"] == total
+        assert getattr(server, key) == getattr(python, key), key
+    assert server.rows_read == total
 
     written = _target_rows(fresh, "lf_eq_python")
     assert _target_rows(fresh, "lf_eq_server") == written
-    assert len(written["tricky"]) == total - python["rows_quarantined"]
+    assert len(written["tricky"]) == total - python.rows_quarantined
     quarantined = _quarantine(fresh, "eq_python")
     assert _quarantine(fresh, "eq_server") == quarantined
     reasons = {int(r[1]) // 7: r[4].split(":")[0] for r in quarantined}
@@ -217,7 +217,7 @@ def test_server_literals_write_byte_identical_rows(fresh: dict, tmp_path: Path) 
 
     # replaying every row over the written ones (another flow, same target) changes nothing
     again = run_round(config, RoundOptions(_flow(tmp_path, "eq_replay", "lf_eq_server")))
-    assert again["status"] == "done" and again["rows_read"] == total
+    assert again.status == "done" and again.rows_read == total
     assert _target_rows(fresh, "lf_eq_server") == written
 
 
@@ -250,7 +250,7 @@ def _round_seconds(servers: dict, literals: str, batch_rows: int) -> dict[str, A
                          batch_bytes=2_000_000)
     before, started = _cpu(servers), time.monotonic()
     summary = run_round(config, RoundOptions("runtime", literals=literals))
-    return _measured(servers, summary["rows_read"], time.monotonic() - started, before)
+    return _measured(servers, summary.rows_read, time.monotonic() - started, before)
 
 
 @pytest.mark.skipif(not os.environ.get("FURET_BENCH"),

@@ -1,0 +1,44 @@
+"""The closed sets of words furet's commands and engine share, defined once.
+
+Each is a ``StrEnum``: its members compare equal to their text (``Strategy.TS == "ts"``),
+so the ledger's columns, JSON output and command-line values stay plain strings, and
+``choices()`` gives what click and the Fabric tasks accept.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class _Choices(StrEnum):
+    @classmethod
+    def choices(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+
+class Strategy(_Choices):
+    """How a round finds its rows: ``ts`` is furet's; ``naive`` and ``id`` exist only to
+    show what they lose (see :mod:`migration.engine.plan`)."""
+
+    TS = "ts"
+    NAIVE = "naive"
+    ID = "id"
+
+
+class LiteralsPath(_Choices):
+    """How a MariaDB target's rows become SQL literals (see
+    :mod:`migration.engine.sql_pushdown`): ``auto`` lets the source server build them where
+    the mapping allows, ``python`` sends every row through Python."""
+
+    AUTO = "auto"
+    PYTHON = "python"
+
+
+class Consistency(_Choices):
+    """Cassandra read consistency levels furet accepts for verify."""
+
+    ONE = "ONE"
+    LOCAL_ONE = "LOCAL_ONE"
+    QUORUM = "QUORUM"
+    LOCAL_QUORUM = "LOCAL_QUORUM"
+    ALL = "ALL"
