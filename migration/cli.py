@@ -7,33 +7,19 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from migration import __version__
+from migration import __version__, contract
 from migration.config import FuretConfig
+from migration.engine.results import QuarantineLimitExceeded, RoundSummary
 from migration.errors import EXIT_USER_ERROR, FuretError
+from migration.output import console, err_console, print_report
+from migration.output import say as _say
 from migration.progress import reporter
-from migration.verify.cli import verify as verify_command
-
-# Logs and CI have no terminal: keep lines whole instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
-def _say(message: str) -> None:
-    console.print(f"[bold cyan]furet[/] {message}", highlight=False)
-
-
-@click.group()
+@click.group(params=contract.global_params())
 @click.version_option(__version__, prog_name="furet")
-@click.option("--config", "config_path", default=None, metavar="FILE", envvar="FURET_CONFIG",
-              help="YAML settings (default: $FURET_CONFIG, else ./furet.yml if present). "
-                   "Order: defaults < file < FURET_* env < flags.")
-@click.option("--legacy-host", default=None, help="Legacy MySQL host.")
-@click.option("--legacy-port", type=int, default=None, help="Legacy MySQL port.")
-@click.option("--target-host", default=None, help="Target Galera (or HAProxy) host.")
-@click.option("--target-port", type=int, default=None, help="Target Galera port.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, legacy_host: str | None,
         legacy_port: int | None, target_host: str | None, target_port: int | None) -> None:
@@ -129,6 +115,8 @@ def hosts(inventory: str, patterns: tuple[str, ...]) -> None:
 
 
 def _config(ctx: click.Context, rounds: dict[str, object] | None = None) -> FuretConfig:
+    """The settings of this invocation: defaults < file < FURET_* env < the group's flags
+    (< the round's flags). The one loader of every command."""
     from migration.config import load_config
 
     obj = ctx.find_root().obj or {}
@@ -138,24 +126,22 @@ def _config(ctx: click.Context, rounds: dict[str, object] | None = None) -> Fure
     return load_config(obj.get("config_path"), flags=flags)
 
 
-def _print_round(summary: dict[str, object]) -> None:
-    title = (f"flow {summary['flow']} round {summary['round_no']} ({summary['strategy']}, "
-             f"{summary['kind']}{', final' if summary.get('final') else ''}"
-             f"{', resumed' if summary.get('resumed') else ''})")
+def _print_round(summary: RoundSummary) -> None:
+    title = (f"flow {summary.flow} round {summary.round_no} ({summary.strategy}, "
+             f"{summary.kind}{', final' if summary.final else ''}"
+             f"{', resumed' if summary.resumed else ''})")
     table = Table("source table", "window (lo, hi]", "watermark", "chunks", "read", "written",
                   "quarantined", title=title)
-    for row in summary.get("tables", []):  # type: ignore[union-attr]
-        q = row["rows_quarantined"]
-        table.add_row(row["source_table"], f"({row['window_lo']}, {row['window_hi']}]",
-                      str(row["watermark"]), str(row["chunks"]), f"{row['rows_read']:,}",
-                      f"{row['rows_written']:,}", f"[yellow]{q:,}[/]" if q else "0")
+    for row in summary.tables:
+        q = row.rows_quarantined
+        table.add_row(row.source_table, f"({row.window_lo}, {row.window_hi}]",
+                      str(row.watermark), str(row.chunks), f"{row.rows_read:,}",
+                      f"{row.rows_written:,}", f"[yellow]{q:,}[/]" if q else "0")
     console.print(table)
-    seconds = float(summary.get("seconds") or 0.0)
-    written = int(summary.get("rows_written") or 0)  # type: ignore[call-overload]
-    rate = f"{written / seconds:,.0f} rows/s" if seconds > 0 else "-"
-    _say(f"round {summary['round_no']} of {summary['flow']}: {summary['status']} in "
-         f"{seconds:.1f}s, {written:,} rows written ({rate}), "
-         f"{summary.get('rows_quarantined', 0)} quarantined")
+    rate = f"{summary.rate:,.0f} rows/s" if summary.rate is not None else "-"
+    _say(f"round {summary.round_no} of {summary.flow}: {summary.status} in "
+         f"{summary.seconds or 0.0:.1f}s, {summary.rows_written:,} rows written ({rate}), "
+         f"{summary.rows_quarantined} quarantined")
 
 
 @cli.group()
@@ -229,8 +215,7 @@ def legacy_traffic(ctx: click.Context, rate: float, duration: float, late_share:
          f"{report.late_commits} late commits, stopped by {report.stopped_by}")
 
 
-@legacy.command("freeze")
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@contract.click_command(legacy, "freeze")
 @click.pass_context
 def legacy_freeze(ctx: click.Context, timeout: float) -> None:
     """Legacy read-only on, then wait until no write is in flight."""
@@ -241,7 +226,7 @@ def legacy_freeze(ctx: click.Context, timeout: float) -> None:
     _say(f"{config.legacy.where}: read-only, no write in flight (waited {seconds:.1f}s)")
 
 
-@legacy.command("unfreeze")
+@contract.click_command(legacy, "unfreeze")
 @click.pass_context
 def legacy_unfreeze(ctx: click.Context) -> None:
     """Legacy read-only off."""
@@ -293,25 +278,7 @@ def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None,
          + (" (emptied)" if truncate else ""))
 
 
-@cli.command("round")
-@click.option("--flow", required=True, help="Flow name (migration/flows/*.yml) or YAML path.")
-@click.option("--final", is_flag=True, help="Cutover round: safety lag 0 (freeze writes first).")
-@click.option("--strategy", type=click.Choice(["ts", "naive", "id"]), default="ts",
-              show_default=True, help="ts = furet; naive and id only to show their losses.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None)
-@click.option("--chunk-rows", type=click.IntRange(1), default=None)
-@click.option("--batch-rows", type=click.IntRange(1, 10_000), default=None)
-@click.option("--overlap-ms", type=click.IntRange(0), default=None)
-@click.option("--safety-lag-ms", type=click.IntRange(0), default=None)
-@click.option("--max-rows-per-second", type=click.IntRange(0), default=None,
-              help="Per worker; 0 = unthrottled.")
-@click.option("--max-quarantined", type=click.IntRange(0), default=None,
-              help="Exit non-zero when the round quarantines more rows than this.")
-@click.option("--literals", type=click.Choice(["auto", "python"]), default="auto",
-              show_default=True, help="auto: MariaDB targets get row literals built by the "
-              "source server where the mapping allows; python: every row through Python.")
-@click.option("--json", "as_json", is_flag=True, help="Print the round summary as JSON.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@contract.click_command(cli, "round")
 @click.pass_context
 def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers: int | None,
               chunk_rows: int | None, batch_rows: int | None, overlap_ms: int | None,
@@ -319,62 +286,98 @@ def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers
               max_quarantined: int | None, literals: str, as_json: bool,
               no_progress: bool) -> None:
     """Run (or resume) the next round of a flow."""
+    from migration.engine.ledger import RoundRow
     from migration.engine.round import RoundOptions, run_round
+    from migration.enums import LiteralsPath, Strategy
 
     config = _config(ctx, {"workers": workers, "chunk_rows": chunk_rows,
                            "batch_rows": batch_rows, "overlap_ms": overlap_ms,
                            "safety_lag_ms": safety_lag_ms,
                            "max_rows_per_second": max_rows_per_second})
-    options = RoundOptions(flow, strategy, final, max_quarantined, literals)
-    def started(round_row: object, resumed: bool) -> None:
+    options = RoundOptions(flow, Strategy(strategy), final, max_quarantined,
+                           LiteralsPath(literals))
+
+    def started(round_row: RoundRow, resumed: bool) -> None:
         if not as_json:
             verb = "resuming" if resumed else "starting"
-            err_console.print(f"furet {verb} round {round_row.round_no} of flow "  # type: ignore[attr-defined]
-                              f"{round_row.flow}", highlight=False)  # type: ignore[attr-defined]
+            err_console.print(f"furet {verb} round {round_row.round_no} of flow "
+                              f"{round_row.flow}", highlight=False)
 
+    limit: QuarantineLimitExceeded | None = None
     with reporter(err_console, f"round {flow}", not no_progress) as progress:
-        summary = run_round(config, options, progress, on_start=started)
+        try:
+            summary = run_round(config, options, progress, on_start=started)
+        except QuarantineLimitExceeded as exc:  # the round is done: print it, then fail
+            summary, limit = exc.summary, exc
     if as_json:
-        console.print_json(json.dumps(summary, default=str))
+        console.print_json(json.dumps(summary.to_dict(), default=str))
     else:
         _print_round(summary)
-    if summary.get("error"):
-        raise FuretError(str(summary["error"]))
+    if limit is not None:
+        raise limit
 
 
-@cli.command("status")
-@click.option("--flow", default=None, help="Only this flow.")
-@click.option("--last", type=click.IntRange(1), default=10, show_default=True,
-              help="Rounds per flow.")
-@click.option("--json", "as_json", is_flag=True)
+@contract.click_command(cli, "status")
 @click.pass_context
 def status_cmd(ctx: click.Context, flow: str | None, last: int, as_json: bool) -> None:
     """The rounds of every flow recorded in the target's furet ledger, and the quarantine."""
     from migration.engine.status import status
 
     config = _config(ctx)
-    data = status(config, flow, last)
+    report = status(config, flow, last)
     if as_json:
-        console.print_json(json.dumps(data, default=str))
+        console.print_json(json.dumps(report.to_dict(), default=str))
         return
     table = Table("flow", "round", "strategy", "kind", "status", "read", "written",
                   "quarantined", "runs", "seconds", "started", title=f"{config.target.where}")
-    for r in data["rounds"]:
-        table.add_row(r["flow"], str(r["round_no"]), r["strategy"],
-                      r["kind"] + (" final" if r["final"] else ""),
-                      "[green]done[/]" if r["status"] == "done" else f"[yellow]{r['status']}[/]",
-                      f"{r['rows_read']:,}", f"{r['rows_written']:,}",
-                      str(r["rows_quarantined"]), str(r["invocations"]),
-                      f"{r['seconds'] or 0:.1f}", str(r["started_at"]))
+    for r in report.rounds:
+        table.add_row(r.flow, str(r.round_no), str(r.strategy),
+                      r.kind + (" final" if r.final else ""),
+                      "[green]done[/]" if r.status == "done" else f"[yellow]{r.status}[/]",
+                      f"{r.rows_read:,}", f"{r.rows_written:,}",
+                      str(r.rows_quarantined), str(r.invocations),
+                      f"{r.seconds or 0:.1f}", str(r.started_at))
     console.print(table)
-    if data["quarantine"]:
+    if report.quarantine:
         q = Table("flow", "source table", "reason", "rows", title="quarantine")
-        for row in data["quarantine"]:
-            q.add_row(row["flow"], row["source_table"], row["reason"], str(row["rows"]))
+        for row in report.quarantine:
+            q.add_row(row.flow, row.source_table, row.reason, str(row.rows))
         console.print(q)
 
 
-cli.add_command(verify_command)
+@contract.click_command(cli, "verify")
+@click.pass_context
+def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: str | None,
+               until: str | None, sample: float, seed: int | None, workers: int | None,
+               chunk_time: float, max_rows_per_second: int, max_load: int, consistency: str,
+               repair: bool, delete_extra: bool, overwrite_newer: bool, max_report_rows: int,
+               report_dir: str | None, as_json: bool, no_progress: bool) -> None:
+    """Compare a flow's source and target by chunk checksums; list, and repair, the rows
+    that differ. Exit 0 when they agree, 1 when they differ, 2 on errors."""
+    from migration.enums import Consistency
+    from migration.verify.report import write_reports
+    from migration.verify.run import VerifyOptions, run_verify
+
+    config = _config(ctx)
+    options = VerifyOptions(
+        flow=flow, since=since, until=until, sample=sample, seed=seed, tables=tables,
+        workers=workers or config.rounds.workers, chunk_time=chunk_time,
+        max_rows_per_second=max_rows_per_second, max_load=max_load,
+        consistency=Consistency(consistency),
+        repair=repair, delete_extra=delete_extra, overwrite_newer=overwrite_newer,
+        max_report_rows=max_report_rows)
+    with reporter(err_console, f"verify {flow}", not no_progress) as progress:
+        report = run_verify(config, options, progress)
+    if report_dir:
+        json_path, html_path = write_reports(report, report_dir)
+        err_console.print(f"furet verify: reports {json_path} {html_path}", highlight=False,
+                          soft_wrap=True)
+    if as_json:
+        click.echo(report.to_json())  # plain: a pipe gets valid JSON, never wrapped lines
+    else:
+        print_report(console, report)
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
 def main() -> None:

@@ -1,36 +1,42 @@
-"""What ``fabfile.py`` does, as plain functions: pick the inventory and the hosts, build the
-remote ``furet`` command line, run it on each host with its output streamed back, and
-report per host which one failed and why (like Fabric's ``GroupException``).
+"""What ``fabfile.py`` does, as plain functions: build each Fabric task from the command
+contract (:mod:`migration.contract`), pick the inventory and the hosts, build the remote
+``furet`` command line, run it on each host with its output streamed back, and report per
+host which one failed and why (like Fabric's ``GroupException``).
 
-The remote side is furet as the ``etl_runner`` role installs it: ``furet`` on PATH and its
-settings in ``/etc/furet/furet.yml``, so no password ever crosses the command line.
+The remote side is furet as the ``etl_runner`` role installs it: the command and its
+settings file where the inventory says (:class:`~migration.inventory.RemotePaths`: the
+role's ``etl_runner_config_dir`` and ``etl_runner_bin_link``), so no password ever crosses
+the command line. Every value is checked against the contract before any host is reached.
 """
 
 from __future__ import annotations
 
 import datetime
+import inspect
+import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from migration.errors import FuretError
-from migration.inventory import InventoryHost
+from migration import contract
+from migration.errors import EXIT_USER_ERROR, FuretError
+from migration.inventory import InventoryHost, RemotePaths
 
 DEFAULT_INVENTORY = "inventories/lab/hosts.yml"
 INVENTORY_ENV = "FURET_INVENTORY"
 ETL_GROUP = "etl"
-REMOTE_FURET = "furet"
-REMOTE_CONFIG = "/etc/furet/furet.yml"
-STRATEGIES = ("ts", "naive", "id")
 EXIT_NOT_FOUND = 127
 EXIT_SSH = 1  # a host that could not be reached has no remote exit code
+LOCAL_REPORTS = "reports"
 
-# Tasks that change the migration's state run on one host only: two concurrent rounds of
-# one flow, or a freeze from two places, are never what the operator meant.
-ONE_HOST_TASKS = frozenset({"round", "freeze", "unfreeze", "rehearsal"})
+# Tasks that change the migration's state, or fetch one host's reports, run on one host
+# only: two concurrent rounds of one flow, or a freeze from two places, are never what the
+# operator meant.
+ONE_HOST_TASKS = frozenset({c.task for c in contract.COMMANDS.values() if c.one_host}
+                           | {"rehearsal"})
 
 
 def resolve_inventory(task_value: str | None, env: Mapping[str, str],
@@ -56,65 +62,14 @@ def split_hosts(value: str | None) -> tuple[str, ...]:
     return patterns or (ETL_GROUP,)
 
 
-def furet_command(args: Sequence[str], config: str = REMOTE_CONFIG) -> str:
-    """The remote command line, quoted for the remote shell."""
-    return shlex.join([REMOTE_FURET, "--config", config, *args])
+def furet_command(args: Sequence[str], paths: RemotePaths | None = None) -> str:
+    """The remote command line, quoted for the remote shell (``paths``: the host's, else
+    the etl_runner role's defaults)."""
+    paths = paths or RemotePaths.from_vars({})
+    return shlex.join([paths.bin, "--config", paths.config, *args])
 
 
-def round_args(flow: str, final: bool = False, strategy: str | None = None,
-               max_quarantined: int | str | None = None, as_json: bool = False) -> list[str]:
-    if not flow or not flow.strip():
-        raise FuretError("--flow is required (runtime, rt_bo, cassandra_prod)")
-    args = ["round", "--flow", flow.strip()]
-    if final:
-        args.append("--final")
-    if strategy:
-        if strategy not in STRATEGIES:
-            raise FuretError(f"--strategy {strategy!r} is not one of "
-                             f"{', '.join(STRATEGIES)}")
-        args += ["--strategy", strategy]
-    if max_quarantined not in (None, ""):
-        args += ["--max-quarantined", str(_non_negative(max_quarantined, "--max-quarantined"))]
-    if as_json:
-        args.append("--json")
-    return args
-
-
-def status_args(flow: str | None = None, last: int | str | None = None,
-                as_json: bool = False) -> list[str]:
-    args = ["status"]
-    if flow:
-        args += ["--flow", flow]
-    if last not in (None, ""):
-        args += ["--last", str(_non_negative(last, "--last"))]
-    if as_json:
-        args.append("--json")
-    return args
-
-
-def freeze_args(timeout: float | str | None = None) -> list[str]:
-    args = ["legacy", "freeze"]
-    if timeout not in (None, ""):
-        try:
-            seconds = float(timeout)  # type: ignore[arg-type]
-        except ValueError:
-            raise FuretError(f"--timeout {timeout!r} is not a number") from None
-        args += ["--timeout", f"{seconds:g}"]
-    return args
-
-
-def unfreeze_args() -> list[str]:
-    return ["legacy", "unfreeze"]
-
-
-def _non_negative(value: int | str, flag: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise FuretError(f"{flag} {value!r} is not an integer") from None
-    if number < 0:
-        raise FuretError(f"{flag} must be 0 or more")
-    return number
+argv = contract.argv
 
 
 @dataclass(frozen=True)
@@ -178,11 +133,19 @@ class TaskReport:
         return out
 
 
+class Stream(Protocol):
+    """Where a host's output goes: a text file, or a :class:`LinePrefixer` around one."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class LinePrefixer:
     """A text stream that writes ``prefix`` at the start of every line (``[etl1] ...``),
     so that the output of several hosts stays attributable."""
 
-    def __init__(self, stream: TextIO, prefix: str) -> None:
+    def __init__(self, stream: Stream, prefix: str) -> None:
         self.stream = stream
         self.prefix = prefix
         self._at_line_start = True
@@ -208,11 +171,13 @@ def _default_connect(host: InventoryHost) -> Any:
     return connection_for(host)
 
 
-def run_on_hosts(task: str, hosts: Sequence[InventoryHost], command: str,
-                 connect: Connect = _default_connect, out: TextIO | None = None,
-                 err: TextIO | None = None) -> TaskReport:
+def run_on_hosts(task: str, hosts: Sequence[InventoryHost], command: str | Sequence[str],
+                 connect: Connect = _default_connect, out: Stream | None = None,
+                 err: Stream | None = None) -> TaskReport:
     """Run ``command`` on each host in turn, streaming its stdout/stderr live (no pty, no
-    hiding); a host that fails or cannot be reached is recorded and the others still run."""
+    hiding); a host that fails or cannot be reached is recorded and the others still run.
+    ``command`` is a shell line, or furet's argv (after ``--config``), which becomes each
+    host's own ``furet --config FILE ...`` (:func:`furet_command` with its paths)."""
     out = out or sys.stdout
     err = err or sys.stderr
     report = TaskReport(task)
@@ -221,8 +186,9 @@ def run_on_hosts(task: str, hosts: Sequence[InventoryHost], command: str,
         out_stream = LinePrefixer(out, f"[{host.name}] ") if prefix else out
         err_stream = LinePrefixer(err, f"[{host.name}] ") if prefix else err
         try:
+            line = command if isinstance(command, str) else furet_command(command, host.remote)
             with connect(host) as conn:
-                result = conn.run(command, pty=False, warn=True,
+                result = conn.run(line, pty=False, warn=True,
                                   out_stream=out_stream, err_stream=err_stream)
             report.outcomes.append(outcome_from_result(host.name, result.exited, result.stderr))
         except Exception as exc:  # one host's failure must not hide the others'
@@ -235,7 +201,9 @@ def select(task: str, inventory: str, patterns: Sequence[str],
            ) -> list[InventoryHost]:
     """The hosts a task runs on; tasks of ONE_HOST_TASKS refuse anything but one host."""
     if load is None:
-        from migration.remote import select_hosts as load
+        from migration.remote import select_hosts
+
+        load = select_hosts
     hosts = load(inventory, patterns)
     if not hosts:
         raise FuretError(f"inventory {inventory}: no host in {', '.join(patterns)}")
@@ -250,64 +218,20 @@ def execute(task: str, args: Sequence[str], inventory: str, patterns: Sequence[s
             connect: Connect = _default_connect,
             load: Callable[[str, Sequence[str]], list[InventoryHost]] | None = None,
             out: TextIO | None = None, err: TextIO | None = None) -> TaskReport:
-    """Select the hosts, then run ``furet <args>`` on them."""
+    """Select the hosts, then run ``furet <args>`` on them (``args``: see :func:`argv`)."""
     hosts = select(task, inventory, patterns, load)
-    return run_on_hosts(task, hosts, furet_command(args), connect, out, err)
+    return run_on_hosts(task, hosts, list(args), connect, out, err)
 
 
 # --- fab verify ---------------------------------------------------------------------------
 
-REMOTE_REPORTS = "/var/lib/furet/reports"
-LOCAL_REPORTS = "reports"
-CONSISTENCY_LEVELS = ("ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL")
 
-
-def verify_report_dir(flow: str, now: datetime.datetime | None = None) -> str:
+def verify_report_dir(flow: str, now: datetime.datetime | None = None,
+                      root: str | None = None) -> str:
     """A remote directory of its own per run, so that exactly its reports are fetched."""
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in flow.strip())
-    return f"{REMOTE_REPORTS}/{safe}-{stamp}"
-
-
-def verify_args(flow: str, report_dir: str, repair: bool = False, delete_extra: bool = False,
-                overwrite_newer: bool = False, since: str | None = None,
-                until: str | None = None, sample: float | str | None = None,
-                max_rows_per_second: int | str | None = None,
-                consistency: str | None = None, as_json: bool = False) -> list[str]:
-    if not flow or not flow.strip():
-        raise FuretError("--flow is required (runtime, rt_bo, cassandra_prod)")
-    if (delete_extra or overwrite_newer) and not repair:
-        raise FuretError("--delete-extra and --overwrite-newer need --repair")
-    args = ["verify", "--flow", flow.strip(), "--report-dir", report_dir, "--no-progress"]
-    if repair:
-        args.append("--repair")
-    if delete_extra:
-        args.append("--delete-extra")
-    if overwrite_newer:
-        args.append("--overwrite-newer")
-    if since:
-        args += ["--since", since]
-    if until:
-        args += ["--until", until]
-    if sample not in (None, ""):
-        try:
-            share = float(sample)  # type: ignore[arg-type]
-        except ValueError:
-            raise FuretError(f"--sample {sample!r} is not a number") from None
-        if not 0 < share <= 1:
-            raise FuretError("--sample must be in (0, 1]")
-        args += ["--sample", f"{share:g}"]
-    if max_rows_per_second not in (None, ""):
-        args += ["--max-rows-per-second",
-                 str(_non_negative(max_rows_per_second, "--max-rows-per-second"))]
-    if consistency:
-        if consistency.upper() not in CONSISTENCY_LEVELS:
-            raise FuretError(f"--consistency {consistency!r} is not one of "
-                             f"{', '.join(CONSISTENCY_LEVELS)}")
-        args += ["--consistency", consistency.upper()]
-    if as_json:
-        args.append("--json")
-    return args
+    return f"{root or RemotePaths.from_vars({}).reports}/{safe}-{stamp}"
 
 
 def fetch_reports(host: InventoryHost, remote_dir: str, local_dir: str | Path,
@@ -329,25 +253,127 @@ def fetch_reports(host: InventoryHost, remote_dir: str, local_dir: str | Path,
     return fetched
 
 
-def execute_verify(args: Sequence[str], report_dir: str, inventory: str,
-                   patterns: Sequence[str], local_dir: str | Path = LOCAL_REPORTS,
-                   connect: Connect = _default_connect,
+def execute_verify(values: Mapping[str, Any], inventory: str, patterns: Sequence[str],
+                   local_dir: str | Path = LOCAL_REPORTS, connect: Connect = _default_connect,
                    load: Callable[[str, Sequence[str]], list[InventoryHost]] | None = None,
                    out: TextIO | None = None, err: TextIO | None = None,
-                   ) -> tuple[TaskReport, list[Path]]:
-    """``furet verify`` on the one ETL host, then its reports fetched even when it found
-    differences (exit 1): they are what the operator needs then."""
-    hosts = select("verify", inventory, patterns, load)
-    if len(hosts) != 1:
-        names = ", ".join(h.name for h in hosts)
-        raise FuretError(f"verify runs on one host only and {', '.join(patterns)} has "
-                         f"{len(hosts)} ({names}): pass --on {hosts[0].name}")
-    report = run_on_hosts("verify", hosts, furet_command(args), connect, out, err)
+                   report_dir: str | None = None) -> tuple[TaskReport, list[Path]]:
+    """``furet verify`` with ``values`` (contract names) on the one ETL host, writing its
+    reports into a directory of their own under the host's reports directory (or
+    ``report_dir``), then the reports fetched even when it found differences (exit 1):
+    they are what the operator needs then."""
+    contract.COMMANDS["verify"].parse(values)  # bad values fail before the inventory loads
+    host = select("verify", inventory, patterns, load)[0]
+    remote_dir = report_dir or verify_report_dir(str(values.get("flow") or ""),
+                                                 root=host.remote.reports)
+    args = argv("verify", {**values, "report_dir": remote_dir, "no_progress": True})
+    report = run_on_hosts("verify", [host], args, connect, out, err)
     fetched: list[Path] = []
     if report.outcomes and report.outcomes[0].exit_code in (0, 1):
         try:
-            fetched = fetch_reports(hosts[0], report_dir, local_dir, connect)
+            fetched = fetch_reports(host, remote_dir, local_dir, connect)
         except Exception as exc:  # the verdict stands; say why the files are not here
-            report.outcomes.append(HostOutcome(hosts[0].name, False, None,
+            report.outcomes.append(HostOutcome(host.name, False, None,
                                                f"fetching reports: {type(exc).__name__}: {exc}"))
     return report, fetched
+
+
+# --- Fabric tasks from the contract ---------------------------------------------------------
+
+
+def identity(c: Any) -> list[str]:
+    """Values of fab's own -i/--identity (see resolve_inventory)."""
+    value = c.config.get("connect_kwargs", {}).get("key_filename") or []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def patterns_for(c: Any, on: str | None) -> tuple[str, ...]:
+    """--on, else the host of ``fab -H host`` (an inventory name), else the etl group."""
+    from fabric import Connection
+
+    if not on and isinstance(c, Connection):
+        on = c.original_host
+    return split_hosts(on)
+
+
+def task_options(command: str) -> tuple[contract.Option, ...]:
+    """A contract command's Fabric task arguments, in order: -i/--inventory and -o/--on
+    first (so they get those short flags), the command's remote options, the group's
+    remote options (--target-host...), then the task's own (fab verify --reports)."""
+    spec = contract.COMMANDS[command]
+    return (*contract.FAB_COMMON, *spec.remote_options(), *spec.fab_options)
+
+
+def _fab_default(option: contract.Option) -> Any:
+    """What invoke sees as the default: False makes a flag, None a text argument (unset:
+    furet's own default applies remotely), a list a repeatable one."""
+    if option.kind == contract.FLAG:
+        return False
+    if option.multiple:
+        return None  # with Task(iterable=...): a list, [] when not given
+    return None if option.remote else option.default
+
+
+def run_task(c: Any, command: str, values: dict[str, Any]) -> None:
+    """The body of a contract task: run ``furet <command>`` with ``values`` (the task's
+    arguments by contract name) on the selected hosts."""
+    inventory = resolve_inventory(values.pop("inventory", None), os.environ, identity(c))
+    patterns = patterns_for(c, values.pop("on", None))
+    local = {o.name: values.pop(o.name) for o in contract.COMMANDS[command].fab_options}
+
+    def action() -> tuple[TaskReport, list[Path]]:
+        if command == "verify":
+            return execute_verify(values, inventory, patterns,
+                                  local.get("reports") or LOCAL_REPORTS)
+        return execute(command, argv(command, values), inventory, patterns), []
+
+    conclude(command, action)
+
+
+def conclude(task: str, action: Callable[[], tuple[TaskReport, list[Path]]]) -> None:
+    """Run a task's ``action``, print the fetched files and one line per host; a user error
+    exits 2 with one line, a failed host exits like it did (invoke's Exit)."""
+    from invoke import Exit
+
+    try:
+        report, fetched = action()
+    except FuretError as exc:
+        raise Exit(f"fab {task}: error: {exc}", code=EXIT_USER_ERROR) from None
+    for path in fetched:
+        print(f"fab {task}: report {path}", file=sys.stderr, flush=True)
+    for line in report.lines():
+        print(line, file=sys.stderr, flush=True)
+    if report.failed:
+        raise Exit(code=report.exit_code)
+
+
+SHORT_FLAGS = ("inventory", "on")  # -i, -o; the other options are long only (stable names)
+
+
+def contract_task(command: str) -> Any:
+    """The Fabric task of ``contract.COMMANDS[command]``: its signature (which invoke reads
+    to make the task's flags) and help are the contract's; its body is :func:`run_task`."""
+    from fabric import task
+    from fabric.tasks import Task
+
+    class ContractTask(Task):  # type: ignore[misc]  # fabric ships no type hints
+        def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+            opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+            if name not in SHORT_FLAGS:
+                opts["names"] = opts["names"][:1]
+            return opts
+
+    spec = contract.COMMANDS[command]
+    options = task_options(command)
+
+    def body(c: Any, **values: Any) -> None:
+        run_task(c, command, values)
+
+    context = inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # invoke reads it
+        [context, *(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY,
+                                      default=_fab_default(o)) for o in options)])
+    body.__name__ = body.__qualname__ = command
+    body.__doc__ = spec.fab_help or spec.help
+    return task(name=command, help={o.name: o.fab_help() for o in options},
+                iterable=[o.name for o in options if o.multiple], klass=ContractTask)(body)

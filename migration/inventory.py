@@ -7,10 +7,15 @@ instead of re-parsing YAML by hand.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from migration.errors import FuretError
+
+ROLE_DEFAULTS = Path(__file__).resolve().parents[1] / "roles/etl_runner/defaults/main.yml"
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,54 @@ class InventoryHost:
     groups: tuple[str, ...]
     variables: dict = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def remote(self) -> RemotePaths:
+        """Where furet is on this host (see :class:`RemotePaths`)."""
+        return RemotePaths.from_vars(self.variables)
+
 
 _SSH_VARS = ("ansible_host", "ansible_user", "ansible_port", "ansible_ssh_private_key_file")
 # Host variables furet itself reads (kept on InventoryHost.variables).
 FURET_VARS = ("dc", "rack", "furet_rehearsal_allowed")
+# The etl_runner role's variables that say where furet lives on an ETL host (templated:
+# only these, so an inventory whose other variables need a vault still loads).
+REMOTE_VARS = ("etl_runner_config_dir", "etl_runner_bin_link", "etl_runner_reports_dir")
+# Not a variable of the etl_runner role (yet): where `furet verify` writes on the ETL host.
+DEFAULT_REPORTS_DIR = "/var/lib/furet/reports"
+
+
+@dataclass(frozen=True)
+class RemotePaths:
+    """Where furet is on an ETL host, as the etl_runner role installed it: its settings
+    file (``etl_runner_config_dir``/furet.yml), the command, and the reports directory.
+
+    The command is ``furet`` (the role links it into /usr/local/bin, on PATH) unless the
+    inventory sets ``etl_runner_bin_link``."""
+
+    config: str
+    bin: str = "furet"
+    reports: str = DEFAULT_REPORTS_DIR
+
+    @classmethod
+    def from_vars(cls, variables: Mapping[str, Any]) -> RemotePaths:
+        """From a host's variables (inventory host/group vars), else the role defaults."""
+        config_dir = variables.get("etl_runner_config_dir") or role_defaults()[
+            "etl_runner_config_dir"]
+        return cls(config=f"{str(config_dir).rstrip('/')}/furet.yml",
+                   bin=str(variables.get("etl_runner_bin_link") or "furet"),
+                   reports=str(variables.get("etl_runner_reports_dir") or DEFAULT_REPORTS_DIR))
+
+
+@functools.cache
+def role_defaults() -> dict[str, Any]:
+    """roles/etl_runner/defaults/main.yml (the controller runs from the repository)."""
+    import yaml
+
+    try:
+        return dict(yaml.safe_load(ROLE_DEFAULTS.read_text()))
+    except OSError as exc:
+        raise FuretError(f"cannot read the etl_runner role defaults {ROLE_DEFAULTS}: "
+                         f"{exc.strerror}") from None
 
 
 def load_inventory(source: str | Path) -> list[InventoryHost]:
@@ -59,7 +108,9 @@ def load_inventory(source: str | Path) -> list[InventoryHost]:
                 port=int(conn.get("ansible_port", 22)),
                 key_file=str(Path(key_file).resolve()) if key_file else None,
                 groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
-                variables={k: hostvars[k] for k in FURET_VARS if k in hostvars},
+                variables={**{k: hostvars[k] for k in FURET_VARS if k in hostvars},
+                           **{k: templar.template(hostvars[k]) for k in REMOTE_VARS
+                              if k in hostvars}},
             )
         )
     return hosts

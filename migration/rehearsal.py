@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from migration import fabric_tasks
+from migration.contract import argv
 from migration.errors import FuretError
 from migration.inventory import InventoryHost
 
@@ -66,7 +67,7 @@ def plan(quotes: int, rounds: int = 3, traffic_rate: float = 30.0,
     if traffic_rate <= 0:
         raise FuretError("--rate must be above 0 transactions per second")
     setup = (
-        Step("legacy writable", ("legacy", "unfreeze")),
+        Step("legacy writable", tuple(argv("unfreeze"))),
         Step("legacy schemas re-created", ("legacy", "init", "--drop")),
         Step(f"legacy seeded with {quotes:,} quotes",
              ("legacy", "seed", "--quotes", str(quotes), "--seed", str(seed))),
@@ -76,13 +77,14 @@ def plan(quotes: int, rounds: int = 3, traffic_rate: float = 30.0,
     traffic = Step(f"web-app traffic at {traffic_rate:g} tx/s until the freeze",
                    ("legacy", "traffic", "--rate", f"{traffic_rate:g}",
                     "--duration", str(TRAFFIC_MAX_S)))
-    round_steps = tuple(Step(f"round {n} of {flow}", ("round", "--flow", flow))
+    round_steps = tuple(Step(f"round {n} of {flow}", tuple(argv("round", {"flow": flow})))
                         for n in range(1, rounds + 1) for flow in flows)
-    final = tuple(Step(f"final round of {flow}", ("round", "--flow", flow, "--final"))
+    final = tuple(Step(f"final round of {flow}",
+                       tuple(argv("round", {"flow": flow, "final": True})))
                   for flow in flows)
     return RehearsalPlan(setup, traffic, round_steps,
-                         Step("legacy frozen", ("legacy", "freeze")), final,
-                         Step("ledger", ("status",)))
+                         Step("legacy frozen", tuple(argv("freeze"))), final,
+                         Step("ledger", tuple(argv("status"))))
 
 
 def check_allowed(host: InventoryHost) -> None:
@@ -180,9 +182,9 @@ class Rehearsal:
         if self._traffic is None or not self._traffic.is_alive():
             return
         self._say("stopping the traffic after the failure (freeze, then unfreeze)")
-        self.run("freeze", ("legacy", "freeze"))
+        self.run("freeze", tuple(argv("freeze")))
         self._traffic.join(90)
-        self.run("unfreeze", ("legacy", "unfreeze"))
+        self.run("unfreeze", tuple(argv("unfreeze")))
 
 
 def run_rehearsal(inventory: str, patterns: Sequence[str], steps: RehearsalPlan,
@@ -196,7 +198,7 @@ def run_rehearsal(inventory: str, patterns: Sequence[str], steps: RehearsalPlan,
     def run(task: str, args: Sequence[str]) -> fabric_tasks.TaskReport:
         prefix = "[traffic] " if task == "traffic" else ""
         return fabric_tasks.run_on_hosts(
-            task, [host], fabric_tasks.furet_command(args),
+            task, [host], list(args),
             out=fabric_tasks.LinePrefixer(out, prefix) if prefix else out,
             err=fabric_tasks.LinePrefixer(err, prefix) if prefix else err)
 

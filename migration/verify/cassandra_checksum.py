@@ -28,7 +28,6 @@ from migration.verify.window import TimeWindow
 
 MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1
-CONSISTENCY_LEVELS = ("ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL")
 PROFILE = "furet-verify"
 
 
@@ -41,7 +40,8 @@ def token_ranges(splits: int) -> list[tuple[int, int]]:
 
 
 def add_profile(cluster: Any, consistency: str, local_dc: str = "") -> str:
-    """An execution profile for the scans: the chosen consistency, tuples, long timeout."""
+    """An execution profile for the scans: the chosen consistency (a
+    :class:`~migration.enums.Consistency`), tuples, long timeout."""
     from cassandra import ConsistencyLevel
     from cassandra.cluster import ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy

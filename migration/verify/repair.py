@@ -17,115 +17,68 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pymysql
 
+from migration.config import DbSettings
 from migration.db import connect, db_error
-from migration.engine.cassandra_writer import CassandraWriter
-from migration.engine.galera_writer import GaleraWriter
-from migration.engine.ledger import ensure_ledger
-from migration.engine.quarantine import QuarantinedRow, insert_statements
+from migration.engine import ledger
+from migration.engine.quarantine import QuarantinedRow
 from migration.flows.mapping import TransformError
-from migration.sql_literals import row_literal
-from migration.verify import cassandra_checksum as cq
-from migration.verify import mysql_checksum as mq
+from migration.verify.chunks import Range
 from migration.verify.drilldown import Classified
-from migration.verify.mysql_checksum import RowInfo, SqlSide
-from migration.verify.normalise import quote_ident
-from migration.verify.report import RepairReport, TableReport
+from migration.verify.mysql_checksum import RowInfo
+from migration.verify.planner import Chunk
+from migration.verify.report import RepairReport
+from migration.verify.sides import Pair
 
-if TYPE_CHECKING:
-    from migration.verify.run import Pair, Verifier, _Chunk
-
-BATCH = 500
 REPAIR_ROUND_NO = 0  # furet.quarantine.round_no of rows refused during a repair
 
-
-def _batches(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def _record_quarantine(v: Verifier, rows: list[QuarantinedRow]) -> None:
-    if not rows:
-        return
-    conn = connect(v.config.target, autocommit=True)
-    try:
-        ensure_ledger(conn)
-        with conn.cursor() as cur:
-            for statement in insert_statements(v.flow.name, REPAIR_ROUND_NO, rows):
-                cur.execute(statement)
-    except pymysql.MySQLError as exc:
-        raise db_error(exc, v.config.target, "furet", "quarantine") from None
-    finally:
-        conn.close()
+Recheck = Callable[[Sequence[Range]], Classified]
+RecordQuarantine = Callable[[Sequence[QuarantinedRow]], None]
 
 
-def copy_rows(v: Verifier, pair: Pair, keys: Sequence[Any]) -> tuple[int, int]:
+@dataclass(frozen=True)
+class RepairPolicy:
+    delete_extra: bool = False      # delete extra target rows
+    overwrite_newer: bool = False   # write the source's rows over a newer target copy
+    max_report_rows: int = 1000     # shadowed keys listed
+
+
+def ledger_quarantine(settings: DbSettings, flow: str) -> RecordQuarantine:
+    """Record refused rows in the target's furet.quarantine (created if needed)."""
+
+    def record(rows: Sequence[QuarantinedRow]) -> None:
+        if not rows:
+            return
+        conn = connect(settings, autocommit=True)
+        try:
+            ledger.record_quarantine(conn, flow, REPAIR_ROUND_NO, rows)
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, settings, "furet", "quarantine") from None
+        finally:
+            conn.close()
+
+    return record
+
+
+def copy_rows(pair: Pair, keys: Sequence[Any], record: RecordQuarantine) -> tuple[int, int]:
     """Re-copy the source rows of ``keys`` through the round's writer: (written, quarantined)."""
     if not keys:
         return 0, 0
-    rows = mq.source_rows(v.conns.get(pair.source.settings), pair.source,
-                          pair.tf.source_columns, keys)
-    written, refused = 0, []
-    if isinstance(pair.target, cq.CassandraSide):
-        cwriter = CassandraWriter(pair.target.session, v.flow.target_database, pair.tf)
-        for batch in _batches(rows):
-            outcome = cwriter.write(None, batch)
-            written += outcome.written
-            refused.extend(outcome.quarantined)
-    else:
-        gwriter = GaleraWriter(v.flow.target_database, pair.tf, "ts")
-        conn = connect(v.config.target, autocommit=False, strict=True)
-        try:
-            for batch in _batches(rows):
-                conn.begin()
-                with conn.cursor() as cur:
-                    outcome = gwriter.write(cur, batch)
-                conn.commit()
-                written += outcome.written
-                refused.extend(outcome.quarantined)
-        except pymysql.MySQLError as exc:
-            raise db_error(exc, v.config.target, v.flow.target_database, pair.tm.table) from None
-        finally:
-            conn.close()
-    _record_quarantine(v, refused)
-    return written, len(refused)
+    outcome = pair.target.copy(pair.source.source_rows(keys))
+    if outcome.quarantined:
+        record(outcome.quarantined)
+    return outcome.written, len(outcome.quarantined)
 
 
-def delete_rows(v: Verifier, pair: Pair, extra: Sequence[tuple[str, RowInfo]]) -> int:
+def delete_rows(pair: Pair, extra: Sequence[tuple[str, RowInfo]]) -> int:
     if not extra:
         return 0
-    if isinstance(pair.target, cq.CassandraSide):
-        from cassandra.concurrent import execute_concurrent_with_args
-
-        side = pair.target
-        where = " AND ".join(f"{c} = ?" for c in side.primary_key)
-        statement = side.session.prepare(f"DELETE FROM {side.keyspace}.{side.table} "
-                                         f"WHERE {where}")
-        indexes = [side.columns.index(c) for c in side.primary_key]
-        args = [tuple(row.native[i] for i in indexes) for _, row in extra
-                if row.native is not None]
-        execute_concurrent_with_args(side.session, statement, args, concurrency=64)
-        return len(args)
-    target = pair.target
-    assert isinstance(target, SqlSide)
-    keys = sorted({row.key for _, row in extra}, key=str)
-    conn = connect(target.settings, autocommit=True)
-    deleted = 0
-    try:
-        with conn.cursor() as cur:
-            for batch in _batches(keys):
-                marks = ", ".join(["%s"] * len(batch))
-                deleted += cur.execute(f"DELETE FROM {target.fqtn} WHERE "
-                                       f"{quote_ident(target.key)} IN ({marks})", list(batch))
-    except pymysql.MySQLError as exc:
-        raise target.error(exc) from None
-    finally:
-        conn.close()
-    return deleted
+    return pair.target.delete(extra)
 
 
 def _mapped(pair: Pair, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
@@ -142,42 +95,11 @@ def _mapped(pair: Pair, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return out
 
 
-def overwrite_rows(v: Verifier, pair: Pair, keys: Sequence[Any]) -> int:
+def overwrite_rows(pair: Pair, keys: Sequence[Any]) -> int:
     """``--overwrite-newer``: write the source's rows over a newer target copy."""
     if not keys:
         return 0
-    rows = _mapped(pair, mq.source_rows(v.conns.get(pair.source.settings), pair.source,
-                                        pair.tf.source_columns, keys))
-    names = [c.target for c in pair.tm.columns]
-    if isinstance(pair.target, cq.CassandraSide):
-        from cassandra.concurrent import execute_concurrent_with_args
-
-        side = pair.target
-        statement = side.session.prepare(
-            f"INSERT INTO {side.keyspace}.{side.table} ({', '.join(names)}) VALUES "
-            f"({', '.join('?' for _ in names)}) USING TIMESTAMP ?")
-        now_us = int(time.time() * 1_000_000)
-        execute_concurrent_with_args(side.session, statement,
-                                     [(*row, now_us) for row in rows], concurrency=64)
-        return len(rows)
-    target = pair.target
-    assert isinstance(target, SqlSide)
-    cols = ", ".join(quote_ident(n) for n in names)
-    updates = ", ".join(f"{quote_ident(n)} = VALUES({quote_ident(n)})" for n in names
-                        if n != target.key)
-    conn = connect(target.settings, autocommit=False, strict=True)
-    try:
-        with conn.cursor() as cur:
-            for batch in _batches(rows):
-                cur.execute(f"INSERT INTO {target.fqtn} ({cols}) VALUES "
-                            f"{','.join(row_literal(r) for r in batch)} "
-                            f"ON DUPLICATE KEY UPDATE {updates}")
-        conn.commit()
-    except pymysql.MySQLError as exc:
-        raise target.error(exc) from None
-    finally:
-        conn.close()
-    return len(rows)
+    return pair.target.overwrite(_mapped(pair, pair.source.source_rows(keys)))
 
 
 def _source_keys(found: Classified) -> list[Any]:
@@ -186,23 +108,24 @@ def _source_keys(found: Classified) -> list[Any]:
     return sorted(set(keys), key=str)
 
 
-def repair_pair(v: Verifier, pair: Pair, done: list[_Chunk], found: Classified) -> RepairReport:
-    """Repair one compared table, then re-check its mismatching chunks."""
+def repair_pair(pair: Pair, done: Sequence[Chunk], found: Classified, recheck: Recheck,
+                record: RecordQuarantine, policy: RepairPolicy) -> RepairReport:
+    """Repair one compared table, then re-check its mismatching chunks (``recheck(ranges)``
+    compares those ranges again)."""
     report = RepairReport()
     chunks = [c for c in done if c.report.status == "mismatch"]
     ranges = [c.rng for c in chunks]
-    report.copied, report.quarantined = copy_rows(v, pair, _source_keys(found))
-    if v.options.delete_extra:
-        report.deleted = delete_rows(v, pair, found.extra)
+    report.copied, report.quarantined = copy_rows(pair, _source_keys(found), record)
+    if policy.delete_extra:
+        report.deleted = delete_rows(pair, found.extra)
     else:
         report.extra_kept = len(found.extra)
-    scratch = TableReport(pair.tf.source, pair.tm.table, pair.tf.key, pair.tf.version, "recheck")
-    _, after = v.compare(pair, scratch, fixed=ranges)
+    after = recheck(ranges)
     shadowed = _source_keys(after)
-    report.shadowed = shadowed[:v.options.max_report_rows]
-    if shadowed and v.options.overwrite_newer:
-        report.overwritten = overwrite_rows(v, pair, shadowed)
-        _, after = v.compare(pair, scratch, fixed=ranges)
+    report.shadowed = shadowed[:policy.max_report_rows]
+    if shadowed and policy.overwrite_newer:
+        report.overwritten = overwrite_rows(pair, shadowed)
+        after = recheck(ranges)
     report.rechecked_chunks = len(ranges)
     report.missing_after = len(after.missing)
     report.extra_after = len(after.extra)
@@ -213,7 +136,7 @@ def repair_pair(v: Verifier, pair: Pair, done: list[_Chunk], found: Classified) 
     return report
 
 
-def _rechecked_bad(after: Classified, chunks: list[_Chunk]) -> list[_Chunk]:
+def _rechecked_bad(after: Classified, chunks: Sequence[Chunk]) -> list[Chunk]:
     """Chunks still holding a wrong row after the repair (by key, or by version range)."""
     bad = []
     rows = [s for s in after.missing.values()] + [t for _, t in after.extra]

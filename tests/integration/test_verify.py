@@ -139,7 +139,7 @@ def test_verify_galera_flows_find_exact_rows_and_repair(fresh: dict, tmp_path: P
     seed(legacy, 3000, dirt_per_thousand=8)
     config = make_config(fresh)
     for flow in ("runtime", "rt_bo"):
-        assert run_round(config, RoundOptions(flow))["status"] == "done"
+        assert run_round(config, RoundOptions(flow)).status == "done"
 
     # clean: zero differences; the quarantined rows are counted apart, by their keys
     report = _verify(config, "runtime")
@@ -271,7 +271,7 @@ def test_verify_cassandra_flow_finds_exact_rows_and_repairs(fresh: dict,
     legacy = fresh["legacy"].settings()
     seed(legacy, 2000)
     config = dataclasses.replace(make_config(fresh), cassandra=settings)
-    assert run_round(config, RoundOptions("cassandra_prod"))["status"] == "done"
+    assert run_round(config, RoundOptions("cassandra_prod")).status == "done"
     clean = _verify(config, "cassandra_prod", consistency="LOCAL_ONE")
     _clean(clean)
     assert {t.target_table for t in clean.tables} == {"quotes_by_customer", "quotes_by_day"}

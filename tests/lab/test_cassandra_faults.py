@@ -48,9 +48,9 @@ def _ring_running(host: InventoryHost) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ring(provisioned_lab: ProvisionedLab) -> dict:
+def ring(cassandra_healthy: ProvisionedLab) -> dict:
     """The ring, formed by playbooks/cassandra.yml (by site.yml once it imports it)."""
-    hosts = {h.name: h for h in provisioned_lab.config.hosts}
+    hosts = {h.name: h for h in cassandra_healthy.config.hosts}
     was_running = _ring_running(hosts["cassandra1"])
     started = time.monotonic()
     run = run_playbook("cassandra.yml")
@@ -107,8 +107,10 @@ def test_rolling_restart_under_write_load(ring: dict, session, figures) -> None:
     time.sleep(3)
     writer.stop()
     assert run.returncode == 0, run.output[-6000:]
-    restarted = re.findall(r"TASK \[Rolling \| Restart cassandra\]", run.output)
+    restarted = re.findall(r"TASK \[cassandra : Rolling \| Restart cassandra on (\w+)\]",
+                           run.output)
     assert len(restarted) == 3, "every node restarts once"
+    assert restarted == list(NODES), "one node at a time, in group order"
     assert len(writer.acked) > 100, "the writer made progress"
     missing = missing_keys(session, writer.acked)
     assert not missing, f"{len(missing)} acknowledged writes not readable at QUORUM"
@@ -125,6 +127,8 @@ def test_repair_node_by_node(ring: dict, figures) -> None:
     run = run_playbook("cassandra_repair.yml")
     repair_s = time.monotonic() - started
     assert run.returncode == 0, run.output[-6000:]
-    repaired = re.findall(r"TASK \[Repair \| nodetool repair -pr on", run.output)
+    repaired = re.findall(r"TASK \[cassandra : Repair \| nodetool repair -pr on (\w+)\]",
+                          run.output)
     assert len(repaired) == 3, "every node repairs its primary ranges once"
+    assert repaired == list(NODES), "one node at a time, in group order"
     figures(repair_seconds=round(repair_s, 1))

@@ -20,12 +20,13 @@ def fab(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def etl_runner(provisioned_lab: ProvisionedLab) -> ProvisionedLab:
+def etl_runner(etl_provisioned: ProvisionedLab, galera_healthy: ProvisionedLab) -> ProvisionedLab:
     # site.yml installed furet already: this run must find nothing to do or only finish it.
+    # fab status reads the ledger through HAProxy: the Galera cluster must be healthy.
     first = run_playbook("etl.yml")
     assert first.returncode == 0, first.output[-6000:]
     assert first.recap["etl1"]["failed"] == 0, first.output[-6000:]
-    return provisioned_lab
+    return etl_provisioned
 
 
 def test_etl_playbook_is_idempotent_and_truthful_in_check_mode(etl_runner: ProvisionedLab) -> None:

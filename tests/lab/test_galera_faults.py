@@ -25,8 +25,9 @@ NO_RESTART_DROPIN = "/run/systemd/system/mariadb.service.d/zz-furet-test-no-rest
 
 
 @pytest.fixture(scope="module")
-def nodes(provisioned_lab: ProvisionedLab) -> dict[str, InventoryHost]:
-    hosts = {h.name: h for h in provisioned_lab.config.hosts}
+def nodes(galera_healthy: ProvisionedLab) -> dict[str, InventoryHost]:
+    """The Galera nodes and etl1 (HAProxy), the cluster healthy, a table to write into."""
+    hosts = {h.name: h for h in galera_healthy.config.hosts}
     node_sql(hosts["galera1"], "CREATE TABLE IF NOT EXISTS furet.fault_probe ("
              " id BIGINT AUTO_INCREMENT PRIMARY KEY, k CHAR(32) NOT NULL UNIQUE,"
              " phase VARCHAR(16) NOT NULL)")
@@ -112,8 +113,11 @@ def test_rolling_restart_under_write_load(nodes: dict[str, InventoryHost], figur
     time.sleep(3)
     writer.stop()
     assert run.returncode == 0, run.output[-6000:]
-    restarted = re.findall(r"TASK \[Rolling \| Restart mariadb and wait until Synced\]", run.output)
+    restarted = re.findall(
+        r"TASK \[mariadb_galera : Rolling \| Restart mariadb and wait until Synced on (\w+)\]",
+        run.output)
     assert len(restarted) == 3, "every node restarts once"
+    assert restarted == ["galera1", "galera2", "galera3"], "one node at a time, in group order"
     assert len(writer.acked) > 100, "the writer made progress"
     for host in (nodes["galera1"], nodes["galera3"]):
         missing = set(writer.acked) - _present(host, writer.acked)

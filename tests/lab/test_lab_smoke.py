@@ -84,8 +84,9 @@ def test_lab_up_twice_keeps_healthy_hosts_and_recovers_a_dead_one(lab: LabConfig
     assert "every lab host was already running" in again.stdout
     assert _container_ids(lab) == before
 
-    # A host whose processes were all killed (as after a CI stop) is recreated. legacy1:
-    # test_migration_rehearsal ran before this module; no later lab test needs it provisioned.
+    # A host whose processes were all killed (as after a CI stop) is recreated, bare. A module
+    # that needs legacy1 provisioned asks for it (fixture legacy_provisioned in conftest.py),
+    # which provisions it again: no module depends on running before or after this one.
     victim = next(h for h in lab.hosts if h.name == "legacy1")
     podman = Podman(lab.containers_conf)
     podman.run("kill", lab.container_name(victim))

@@ -48,7 +48,9 @@ def galera3() -> DbSettings:
 
 
 @pytest.fixture(scope="module")
-def rehearsal(provisioned_lab: ProvisionedLab) -> subprocess.CompletedProcess[str]:
+def rehearsal(platform_ready: ProvisionedLab) -> subprocess.CompletedProcess[str]:
+    """legacy1, Galera behind HAProxy, Cassandra and furet on etl1 healthy, then the
+    rehearsal (it drops and re-creates the schemas it uses: a lab used before is fine)."""
     result = fab("rehearsal", "--quotes", str(QUOTES), "--rate", "20")
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     return result

@@ -93,17 +93,19 @@ def test_an_empty_selection_is_an_error() -> None:
 # --- remote command lines ---------------------------------------------------------------
 
 def test_remote_command_uses_the_installed_config_and_quotes_every_argument() -> None:
-    command = ft.furet_command(ft.round_args("run time; rm -rf /"))
+    command = ft.furet_command(ft.argv("round", {"flow": "run time; rm -rf /"}))
     assert shlex.split(command) == ["furet", "--config", "/etc/furet/furet.yml", "round",
                                     "--flow", "run time; rm -rf /"]
 
 
 def test_round_arguments() -> None:
-    assert ft.round_args("runtime") == ["round", "--flow", "runtime"]
-    assert ft.round_args("rt_bo", final=True, strategy="id", max_quarantined="5",
-                         as_json=True) == ["round", "--flow", "rt_bo", "--final", "--strategy",
-                                           "id", "--max-quarantined", "5", "--json"]
-    assert ft.round_args("runtime", max_quarantined=0)[-2:] == ["--max-quarantined", "0"]
+    assert ft.argv("round", {"flow": "runtime"}) == ["round", "--flow", "runtime"]
+    assert ft.argv("round", {"flow": "rt_bo", "final": True, "strategy": "id",
+                             "max_quarantined": "5",
+                             "json": True}) == ["round", "--flow", "rt_bo", "--final", "--strategy",
+                                                "id", "--max-quarantined", "5", "--json"]
+    assert ft.argv("round", {"flow": "runtime",
+                             "max_quarantined": 0})[-2:] == ["--max-quarantined", "0"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -115,18 +117,18 @@ def test_round_arguments() -> None:
 def test_round_arguments_are_checked_before_any_host_is_reached(kwargs: dict,
                                                                 message: str) -> None:
     with pytest.raises(FuretError, match=message):
-        ft.round_args(**kwargs)
+        ft.argv("round", kwargs)
 
 
 def test_status_freeze_unfreeze_arguments() -> None:
-    assert ft.status_args() == ["status"]
-    assert ft.status_args("runtime", "3", True) == ["status", "--flow", "runtime", "--last", "3",
-                                                    "--json"]
-    assert ft.freeze_args() == ["legacy", "freeze"]
-    assert ft.freeze_args("90") == ["legacy", "freeze", "--timeout", "90"]
-    assert ft.unfreeze_args() == ["legacy", "unfreeze"]
+    assert ft.argv("status") == ["status"]
+    assert ft.argv("status", {"flow": "runtime", "last": "3", "json": True}) == [
+        "status", "--flow", "runtime", "--last", "3", "--json"]
+    assert ft.argv("freeze") == ["legacy", "freeze"]
+    assert ft.argv("freeze", {"timeout": "90"}) == ["legacy", "freeze", "--timeout", "90"]
+    assert ft.argv("unfreeze") == ["legacy", "unfreeze"]
     with pytest.raises(FuretError, match="--timeout 'soon' is not a number"):
-        ft.freeze_args("soon")
+        ft.argv("freeze", {"timeout": "soon"})
 
 
 # --- outcomes and the report ------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_line_prefixer_prefixes_lines_split_across_writes() -> None:
 def test_one_host_streams_unprefixed_with_no_pty_and_no_exception_on_failure() -> None:
     conn = _FakeConnection(exited=0, stdout="table\n", stderr="")
     out, err = io.StringIO(), io.StringIO()
-    report = ft.execute("status", ft.status_args(), "inv", ("etl",),
+    report = ft.execute("status", ft.argv("status"), "inv", ("etl",),
                         connect=lambda h: conn, load=_load([ETL1]), out=out, err=err)
     assert report.exit_code == 0 and out.getvalue() == "table\n"
     command, kwargs = conn.commands[0]
@@ -205,12 +207,14 @@ def test_verify_arguments_and_report_dir() -> None:
     remote = ft.verify_report_dir("runtime", when)
     assert remote == "/var/lib/furet/reports/runtime-20261126T093000Z"
     assert ft.verify_report_dir("../x y", when).endswith("/___x_y-20261126T093000Z")
-    assert ft.verify_args("runtime", remote) == [
+    fixed = {"report_dir": remote, "no_progress": True}
+    assert ft.argv("verify", {"flow": "runtime", **fixed}) == [
         "verify", "--flow", "runtime", "--report-dir", remote, "--no-progress"]
-    assert ft.verify_args("cassandra_prod", remote, repair=True, delete_extra=True,
-                          since="2026-11-25", until="1764000000000", sample="0.1",
-                          max_rows_per_second="50000", consistency="local_one",
-                          as_json=True)[6:] == [
+    assert ft.argv("verify", {"flow": "cassandra_prod", **fixed, "repair": True,
+                              "delete_extra": True, "since": "2026-11-25",
+                              "until": "1764000000000", "sample": "0.1",
+                              "max_rows_per_second": "50000", "consistency": "local_one",
+                              "json": True})[6:] == [
         "--repair", "--delete-extra", "--since", "2026-11-25", "--until", "1764000000000",
         "--sample", "0.1", "--max-rows-per-second", "50000", "--consistency", "LOCAL_ONE",
         "--json"]
@@ -227,7 +231,7 @@ def test_verify_arguments_and_report_dir() -> None:
 def test_verify_arguments_are_checked_before_any_host_is_reached(kwargs: dict,
                                                                  message: str) -> None:
     with pytest.raises(FuretError, match=message):
-        ft.verify_args(report_dir="/r", **kwargs)
+        ft.argv("verify", {"report_dir": "/r", **kwargs})
 
 
 class _FetchingConnection(_FakeConnection):
@@ -256,11 +260,11 @@ class _FetchingConnection(_FakeConnection):
 def test_verify_fetches_the_reports_even_when_it_found_differences(tmp_path, exited) -> None:
     conn = _FetchingConnection(exited, ["verify-runtime-1.html", "verify-runtime-1.json",
                                         "other.txt"])
-    args = ft.verify_args("runtime", "/var/lib/furet/reports/r1")
-    report, fetched = ft.execute_verify(args, "/var/lib/furet/reports/r1", "inv", ("etl",),
+    report, fetched = ft.execute_verify({"flow": "runtime"}, "inv", ("etl",),
                                         tmp_path / "reports", connect=lambda h: conn,
                                         load=_load([ETL1]), out=io.StringIO(),
-                                        err=io.StringIO())
+                                        err=io.StringIO(),
+                                        report_dir="/var/lib/furet/reports/r1")
     assert conn.commands[0][0] == ("furet --config /etc/furet/furet.yml verify --flow runtime "
                                    "--report-dir /var/lib/furet/reports/r1 --no-progress")
     assert [p.name for p in fetched] == ["verify-runtime-1.html", "verify-runtime-1.json"]
@@ -271,10 +275,11 @@ def test_verify_fetches_the_reports_even_when_it_found_differences(tmp_path, exi
 
 def test_verify_runs_on_one_host_and_fetches_nothing_after_an_error(tmp_path) -> None:
     with pytest.raises(FuretError, match="verify runs on one host only"):
-        ft.execute_verify(["verify"], "/r", "inv", ("etl",), tmp_path,
-                          connect=lambda h: _FakeConnection(), load=_load([ETL1, ETL2]))
+        ft.execute_verify({"flow": "runtime"}, "inv", ("etl",), tmp_path,
+                          connect=lambda h: _FakeConnection(), load=_load([ETL1, ETL2]),
+                          report_dir="/r")
     conn = _FetchingConnection(2, ["verify-runtime-1.json"])
-    report, fetched = ft.execute_verify(["verify"], "/r", "inv", ("etl",), tmp_path,
+    report, fetched = ft.execute_verify({"flow": "runtime"}, "inv", ("etl",), tmp_path,
                                         connect=lambda h: conn, load=_load([ETL1]),
-                                        out=io.StringIO(), err=io.StringIO())
+                                        out=io.StringIO(), err=io.StringIO(), report_dir="/r")
     assert report.exit_code == 2 and fetched == [] and conn.got == []

@@ -47,3 +47,41 @@ def test_select_hosts_by_group_and_name() -> None:
 def test_missing_inventory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FuretError, match="does not exist"):
         load_inventory(tmp_path / "nope.yml")
+
+
+def test_etl_runner_config_dir_in_the_inventory_moves_the_remote_config(tmp_path: Path) -> None:
+    """fab reads where furet lives from the etl_runner role's variables: the role's default
+    (/etc/furet), or the inventory's override, templated; no vault needed to read it."""
+    from migration import fabric_tasks
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    etl:\n      hosts:\n"
+        "        etl1:\n          ansible_host: 10.0.0.41\n"
+        "        etl2:\n          ansible_host: 10.0.0.42\n"
+        "          etl_runner_config_dir: \"{{ furet_base }}/etc\"\n"
+        "          furet_base: /srv/furet\n"
+        "          secret: \"{{ vault_not_loaded }}\"\n")
+    hosts = {h.name: h for h in load_inventory(inventory)}
+    assert hosts["etl1"].remote.config == "/etc/furet/furet.yml"  # the role's default
+    assert hosts["etl2"].remote.config == "/srv/furet/etc/furet.yml"
+    assert "secret" not in hosts["etl2"].variables
+
+    class Host:
+        lines: list[str] = []
+
+        def __enter__(self) -> Host:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def run(self, line: str, **kwargs: object) -> object:
+            self.lines.append(line)
+            return type("Result", (), {"exited": 0, "stderr": ""})()
+
+    report = fabric_tasks.execute("status", fabric_tasks.argv("status"), str(inventory),
+                                  ("etl",), connect=lambda h: Host())
+    assert report.exit_code == 0
+    assert Host.lines == ["furet --config /etc/furet/furet.yml status",
+                          "furet --config /srv/furet/etc/furet.yml status"]

@@ -78,3 +78,25 @@ def test_missing_group_is_named(tmp_path: Path) -> None:
     run = run_playbook("preflight.yml", inventory=_inventory(tmp_path, no_etl))
     assert run.returncode != 0
     assert "inventory group 'etl' is missing or empty" in run.output
+
+
+# The operations validate their arguments (the role entry point's argument_specs) before
+# any host is touched: on unreachable hosts they fail on the arguments, not on SSH.
+@pytest.mark.parametrize(("playbook", "extra", "message"), [
+    ("galera_recover.yml", "galera_recover_force=maybe",
+     "argument 'galera_recover_force' is of type str and we were unable to convert to bool"),
+    ("galera_recover.yml", "galera_recover_forse=true",
+     "unknown variable(s) galera_recover_forse: the recovery knows galera_recover_force, "
+     "galera_recover_report"),
+    ("galera_recover.yml", "galera_synced_timeout=soon",
+     "argument 'galera_synced_timeout' is of type str and we were unable to convert to int"),
+    ("galera_rolling_restart.yml", "galera_upgrade=maybe",
+     "argument 'galera_upgrade' is of type str and we were unable to convert to bool"),
+])
+def test_operations_refuse_bad_arguments_before_any_host_is_touched(
+        tmp_path: Path, playbook: str, extra: str, message: str) -> None:
+    run = run_playbook(playbook, "-e", extra, inventory=_inventory(tmp_path, lambda groups: None))
+    assert run.returncode != 0
+    assert message in " ".join(run.output.split()), run.output[-3000:]
+    assert "UNREACHABLE" not in run.output
+    assert "Recover | Reach every node" not in run.output

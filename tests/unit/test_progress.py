@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from migration.progress import PlainLines, interval_from_env, reporter
+from migration.progress import PlainLines, RichBars, interval_from_env, reporter
 
 
 class FakeClock:
@@ -75,3 +75,39 @@ def test_interval_comes_from_the_environment_with_a_safe_default() -> None:
     assert interval_from_env({"FURET_PROGRESS_SECONDS": "0.5"}) == 0.5
     assert interval_from_env({"FURET_PROGRESS_SECONDS": "soon"}) == 5.0
     assert interval_from_env({"FURET_PROGRESS_SECONDS": "-3"}) == 0.0
+
+
+def test_a_task_with_phases_prints_chunks_and_a_line_at_each_phase_change() -> None:
+    console, out = _console()
+    clock = FakeClock()
+    lines = PlainLines(console, "verify runtime", interval=5.0, clock=clock)
+    lines.phase("quote -> quote", "checksums")   # a phase change prints at once
+    lines.advance("quote -> quote", 20000, chunks=1)
+    lines.advance("quote -> quote", 4000, chunks=1)
+    clock.now += 1.0
+    lines.phase("quote -> quote", "cassandra scan")
+    clock.now += 5.0
+    lines.advance("quote -> quote", 500)         # rows without chunks still count
+    lines.close()
+    assert out.getvalue().splitlines() == [
+        "verify runtime quote -> quote: 0 chunks, 0 rows (checksums)",
+        "verify runtime quote -> quote: 2 chunks, 24,000 rows (cassandra scan)",
+        "verify runtime quote -> quote: 2 chunks, 24,500 rows (cassandra scan)"]
+    assert "\x1b" not in out.getvalue()
+
+
+def test_bars_on_a_terminal_count_rows_chunks_and_phases() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    with reporter(console, "verify runtime") as progress:
+        assert isinstance(progress, RichBars)
+        progress.table("quote", 1000)
+        progress.advance("quote", 250)
+        progress.phase("quote -> quote", "checksums")
+        progress.advance("quote -> quote", 20000, chunks=1)
+        progress.advance("quote -> quote", 4000, chunks=2)
+        tasks = {t.description: t for t in progress.progress.tasks}
+    assert tasks["quote"].completed == 250 and tasks["quote"].total == 1000
+    verify = tasks["quote -> quote (checksums)"]
+    assert verify.completed == 24000 and verify.fields["chunks"] == 3
+    assert "3 chunks, 24,000 rows" in out.getvalue()

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from migration.cli import cli
 from migration.errors import FuretError
-from migration.verify.cli import PlainVerifyProgress, print_report
+from migration.output import print_report
+from migration.progress import PlainLines
 from migration.verify.drilldown import Classified, classify, differing_columns, group, merge
 from migration.verify.mysql_checksum import RowInfo
 from migration.verify.report import (
@@ -127,10 +128,10 @@ def test_html_is_self_contained_and_shows_the_differing_ranges_and_days(tmp_path
 
 def test_plain_progress_prints_lines_not_bars() -> None:
     sink = io.StringIO()
-    progress = PlainVerifyProgress(Console(file=sink, width=200), "runtime", every_s=0)
+    progress = PlainLines(Console(file=sink, width=200), "verify runtime", interval=0)
     progress.phase("quote -> quote", "checksums")
-    progress.advance("quote -> quote", 1, 20000)
-    progress.advance("quote -> quote", 1, 4000)
+    progress.advance("quote -> quote", 20000, chunks=1)
+    progress.advance("quote -> quote", 4000, chunks=1)
     lines = sink.getvalue().splitlines()
     assert lines[-1] == "verify runtime quote -> quote: 2 chunks, 24,000 rows (checksums)"
     assert "\x1b" not in sink.getvalue()

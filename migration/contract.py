@@ -1,0 +1,399 @@
+"""Each remote-capable `furet` command described once: its options, their types, defaults,
+help, and the checks that couple them. Everything else is derived from this table:
+
+- the click options of ``furet round|status|verify|legacy freeze|legacy unfreeze`` and of
+  the ``furet`` group (:meth:`Command.click_params`, used by :mod:`migration.cli`);
+- the Fabric tasks' arguments and help (:mod:`migration.fabric_tasks`, ``fabfile.py``);
+- the remote argv, validated and typed (:func:`argv`, also the ``furet_argv`` filter of
+  ``playbooks/verify_gate.yml``).
+
+Invariant: an option exists in one place, :data:`COMMANDS` (or :data:`GLOBAL` for the
+group's options). A test (tests/unit/test_contract.py) walks every command and proves click,
+fab and :func:`argv` agree, so a new option is one entry here plus the code that uses its
+value. Values given to :func:`argv` are checked with the same rules click applies (ranges,
+choices, required, couplings), so a bad value fails on the controller before any host is
+reached, with one :class:`~migration.errors.FuretError` line naming the flag.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import click
+
+from migration.enums import Consistency, LiteralsPath, Strategy
+from migration.errors import FuretError
+
+FLOWS_DIR = Path(__file__).resolve().parent / "flows"
+TEXT, INT, FLOAT, CHOICE, FLAG = "text", "int", "float", "choice", "flag"
+
+
+def known_flows() -> tuple[str, ...]:
+    """The flows furet ships (migration/flows/*.yml), for help and error messages."""
+    return tuple(sorted(p.stem for p in FLOWS_DIR.glob("*.yml")))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option. ``name`` keys the values everywhere (a Fabric task argument of that name,
+    ``values[name]`` for :func:`argv`); ``dest`` is the click parameter name when it must
+    differ (``--json`` -> ``as_json``). ``remote``: a Fabric task exposes it and passes it
+    to the remote furet; False for options the task sets itself or that only make sense on
+    the controller."""
+
+    flag: str
+    kind: str = TEXT
+    help: str = ""
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_open: bool = False
+    choices: type[StrEnum] | None = None
+    multiple: bool = False
+    required: bool = False
+    remote: bool = True
+    dest_name: str | None = None
+    metavar: str | None = None
+    envvar: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.dest_name or self.name
+
+    # --- click ------------------------------------------------------------------------
+
+    def click_type(self) -> click.ParamType | None:
+        if self.kind == INT:
+            return click.IntRange(_int_or_none(self.minimum), _int_or_none(self.maximum))
+        if self.kind == FLOAT:
+            return click.FloatRange(self.minimum, self.maximum, min_open=self.min_open)
+        if self.kind == CHOICE:
+            assert self.choices is not None, self.flag
+            return click.Choice(_values(self.choices), case_sensitive=False)
+        return None
+
+    def click_param(self) -> click.Option:
+        if self.kind == FLAG:
+            return click.Option([self.flag, self.dest], is_flag=True, help=self.help)
+        default = str(self.default) if isinstance(self.default, StrEnum) else self.default
+        return click.Option(
+            [self.flag, self.dest], type=self.click_type(), default=default,
+            show_default=self.default is not None, multiple=self.multiple,
+            required=self.required, help=self.help, metavar=self.metavar, envvar=self.envvar)
+
+    # --- Fabric -----------------------------------------------------------------------
+
+    def fab_help(self) -> str:
+        """The help of a Fabric task argument: the click help plus what click shows itself
+        (choices, range, default)."""
+        parts = [self.help.rstrip(".") + "."] if self.help else []
+        if self.choices is not None:
+            parts.append(f"One of {', '.join(_values(self.choices))}.")
+        elif self.kind in (INT, FLOAT) and (self.minimum is not None
+                                            or self.maximum is not None):
+            parts.append(f"Range {self._range()}.")
+        if self.default is not None and self.kind != FLAG:
+            parts.append(f"Default {self.default}.")
+        return " ".join(parts)
+
+    # --- values -----------------------------------------------------------------------
+
+    def _range(self) -> str:
+        if self.maximum is None:
+            return f"{_number(self.minimum)} or more"
+        low = "(" if self.min_open else "["
+        return f"{low}{_number(self.minimum)}, {_number(self.maximum)}]"
+
+    def parse(self, value: Any) -> Any:
+        """A value from click, Fabric (text) or Python, typed and checked; None when unset.
+        Raises FuretError naming the flag."""
+        if self.multiple:
+            items = [value] if isinstance(value, str) else list(value or ())
+            parsed = [self._parse_one(v) for v in items]
+            return tuple(v for v in parsed if v is not None) or None
+        return self._parse_one(value)
+
+    def _parse_one(self, value: Any) -> Any:
+        if self.kind == FLAG:
+            return bool(value) or None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = value.strip() if isinstance(value, str) else value
+        if self.kind == CHOICE:
+            assert self.choices is not None
+            for choice in self.choices:
+                if str(text).lower() == choice.value.lower():
+                    return choice
+            raise FuretError(f"{self.flag} {value!r} is not one of "
+                             f"{', '.join(_values(self.choices))}")
+        if self.kind == INT:
+            try:
+                number: float = int(text)
+            except (TypeError, ValueError):
+                raise FuretError(f"{self.flag} {value!r} is not an integer") from None
+        elif self.kind == FLOAT:
+            try:
+                number = float(text)
+            except (TypeError, ValueError):
+                raise FuretError(f"{self.flag} {value!r} is not a number") from None
+            if not math.isfinite(number):
+                raise FuretError(f"{self.flag} {value!r} is not a number")
+        else:
+            return str(text)
+        low_ok = (self.minimum is None or number > self.minimum
+                  or (number == self.minimum and not self.min_open))
+        if not low_ok or (self.maximum is not None and number > self.maximum):
+            raise FuretError(f"{self.flag} must be {'in ' if self.maximum is not None else ''}"
+                             f"{self._range()}")
+        return number
+
+    def render(self, value: Any) -> list[str]:
+        """``value`` (already parsed) as argv words; nothing when unset."""
+        if value is None:
+            return []
+        if self.kind == FLAG:
+            return [self.flag]
+        items = value if self.multiple else (value,)
+        return [word for item in items for word in (self.flag, _word(item))]
+
+
+def _values(choices: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(member.value for member in choices)
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else _word(value)
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A coupling: each of ``dependents`` (flags) is refused unless ``flag`` is given."""
+
+    flag: str
+    dependents: tuple[str, ...]
+
+    def __call__(self, values: Mapping[str, Any]) -> None:
+        given = [d for d in self.dependents if values.get(_key(d))]
+        if given and not values.get(_key(self.flag)):
+            raise FuretError(f"{' and '.join(given)} only makes sense with {self.flag} "
+                             f"(options that need {self.flag}: {', '.join(self.dependents)})")
+
+
+Check = Callable[[Mapping[str, Any]], None]
+
+
+def _key(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A furet command as click, Fabric and the remote side see it. ``path`` is its words
+    after ``furet`` (``legacy freeze``); ``task`` its Fabric task name; ``one_host``: the
+    Fabric task refuses to run it on more than one host (it changes the migration's
+    state, or fetches one host's reports)."""
+
+    task: str
+    path: tuple[str, ...]
+    help: str
+    options: tuple[Option, ...] = ()
+    checks: tuple[Check, ...] = ()
+    one_host: bool = False
+    fab_help: str = ""
+    fab_options: tuple[Option, ...] = field(default=())
+
+    def option(self, name: str) -> Option:
+        for option in (*self.options, *GLOBAL):
+            if option.name == name:
+                return option
+        raise KeyError(f"furet {' '.join(self.path)} has no option {name!r}")
+
+    def click_params(self) -> list[click.Parameter]:
+        return [option.click_param() for option in self.options]
+
+    def remote_options(self) -> tuple[Option, ...]:
+        """What the Fabric task takes and passes on: this command's remote options, then
+        the group's."""
+        return tuple(o for o in (*self.options, *GLOBAL) if o.remote)
+
+    def parse(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` (by option name; missing or None = unset) typed, required options and
+        couplings checked. Unknown names are a programming error (KeyError)."""
+        parsed = {name: self.option(name).parse(value) for name, value in values.items()}
+        for option in self.options:
+            if option.required and parsed.get(option.name) is None:
+                flows = f" ({', '.join(known_flows())})" if option.name == "flow" else ""
+                raise FuretError(f"{option.flag} is required{flows}")
+        self.check(parsed)
+        return parsed
+
+    def check(self, values: Mapping[str, Any]) -> None:
+        for check in self.checks:
+            check(values)
+
+
+FLOW_HELP = f"Flow name ({', '.join(known_flows())}: migration/flows/*.yml) or a YAML path."
+JSON = Option("--json", FLAG, "Print the result as JSON.", dest_name="as_json")
+NO_PROGRESS = Option("--no-progress", FLAG, "No progress output.")
+
+# The `furet` group's options: they come before the command word (`furet --target-host H
+# round ...`). --config is the remote host's file, which fab takes from the inventory.
+GLOBAL: tuple[Option, ...] = (
+    Option("--config", help="YAML settings (default: $FURET_CONFIG, else ./furet.yml if "
+                            "present). Order: defaults < file < FURET_* env < flags.",
+           metavar="FILE", envvar="FURET_CONFIG", remote=False, dest_name="config_path"),
+    Option("--legacy-host", help="Legacy MySQL host."),
+    Option("--legacy-port", INT, "Legacy MySQL port.", minimum=1, maximum=65535),
+    Option("--target-host", help="Target Galera (or HAProxy) host."),
+    Option("--target-port", INT, "Target Galera port.", minimum=1, maximum=65535),
+)
+
+COMMANDS: dict[str, Command] = {c.task: c for c in (
+    Command("round", ("round",), "Run (or resume) the next round of a flow.", one_host=True,
+            options=(
+                Option("--flow", help=FLOW_HELP, required=True),
+                Option("--final", FLAG, "Cutover round: safety lag 0 (freeze writes first)."),
+                Option("--strategy", CHOICE, "ts = furet; naive and id only to show their losses.",
+                       default=Strategy.TS, choices=Strategy),
+                Option("--workers", INT, "Parallel chunk copiers (default: rounds.workers).",
+                       minimum=1, maximum=64),
+                Option("--chunk-rows", INT, "Rows per chunk (default: rounds.chunk_rows).",
+                       minimum=1),
+                Option("--batch-rows", INT, "Rows per write batch (default: rounds.batch_rows).",
+                       minimum=1, maximum=10_000),
+                Option("--overlap-ms", INT, "Re-read this much before the watermark.", minimum=0),
+                Option("--safety-lag-ms", INT, "Leave the last milliseconds for the next round.",
+                       minimum=0),
+                Option("--max-rows-per-second", INT, "Per worker; 0 = unthrottled.", minimum=0),
+                Option("--max-quarantined", INT,
+                       "Exit non-zero when the round quarantines more rows than this.", minimum=0),
+                Option("--literals", CHOICE, "auto: MariaDB targets get row literals built by the "
+                       "source server where the mapping allows; python: every row through Python.",
+                       default=LiteralsPath.AUTO, choices=LiteralsPath),
+                JSON, NO_PROGRESS)),
+    Command("status", ("status",),
+            "The rounds of every flow recorded in the target's furet ledger, and the "
+            "quarantine.", options=(
+                Option("--flow", help="Only this flow."),
+                Option("--last", INT, "Rounds per flow.", default=10, minimum=1),
+                JSON)),
+    Command("verify", ("verify",),
+            "Compare a flow's source and target by chunk checksums; list, and repair, the "
+            "rows that differ. Exit 0 when they agree, 1 when they differ, 2 on errors.",
+            one_host=True,
+            fab_help="furet verify on the ETL host; its JSON and HTML reports are fetched "
+                     "to ./reports/.",
+            options=(
+                Option("--flow", help=FLOW_HELP, required=True),
+                # set by fab verify itself (a remote directory per run, plain progress)
+                Option("--report-dir", help="Write verify-<flow>-<time>.json and .html there.",
+                       metavar="DIR", remote=False),
+                Option("--no-progress", FLAG, "No progress output.", remote=False),
+                Option("--repair", FLAG,
+                       "Re-copy missing and different rows (version-aware), then re-check."),
+                Option("--delete-extra", FLAG, "With --repair: delete extra target rows."),
+                Option("--overwrite-newer", FLAG,
+                       "With --repair: overwrite rows a newer target copy shadows."),
+                Option("--since", help="Versions after this (epoch ms or ISO, UTC)."),
+                Option("--until", help="Versions up to this (epoch ms or ISO, UTC)."),
+                Option("--sample", FLOAT, "Share of chunks to check (random).", default=1.0,
+                       minimum=0, maximum=1, min_open=True),
+                Option("--seed", INT, "Random seed of --sample."),
+                Option("--table", help="Only this source table (repeatable).", multiple=True,
+                       dest_name="tables"),
+                Option("--workers", INT, "Parallel chunk checksums / Cassandra readers "
+                       "(default: rounds.workers).", minimum=1, maximum=64),
+                Option("--chunk-time", FLOAT,
+                       "Target seconds per checksum query (chunk size adapts).", default=0.3,
+                       minimum=0.01, maximum=60),
+                Option("--max-rows-per-second", INT,
+                       "Throttle all reads together; 0 = unthrottled.", default=0, minimum=0),
+                Option("--max-load", INT,
+                       "Pause while Threads_running on a server is above this; 0 = off.",
+                       default=0, minimum=0),
+                Option("--consistency", CHOICE, "Cassandra read consistency.",
+                       default=Consistency.LOCAL_QUORUM, choices=Consistency),
+                Option("--max-report-rows", INT,
+                       "Diff rows listed per table in the reports (counts stay exact).",
+                       default=1000, minimum=0),
+                Option("--json", FLAG, "Print the report as JSON.", dest_name="as_json"),
+            ),
+            checks=(Needs("--repair", ("--delete-extra", "--overwrite-newer")),),
+            fab_options=(Option("--reports", help="Local directory for the fetched reports.",
+                                default="reports", remote=False),)),
+    Command("freeze", ("legacy", "freeze"),
+            "Legacy read-only on, then wait until no write is in flight.", one_host=True,
+            options=(Option("--timeout", FLOAT, "Seconds to wait for in-flight writes.",
+                            default=60.0, minimum=0),)),
+    Command("unfreeze", ("legacy", "unfreeze"), "Legacy read-only off.", one_host=True),
+)}
+
+# What every Fabric task takes besides its command's options (never passed on).
+FAB_COMMON: tuple[Option, ...] = (
+    Option("--inventory", help="Ansible inventory (default: $FURET_INVENTORY, else "
+                               "inventories/lab/hosts.yml).", remote=False),
+    Option("--on", help="Hosts or groups, comma separated (default: fab -H's host, else "
+                        "the etl group).", remote=False),
+)
+
+
+def argv(command: str, values: Mapping[str, Any] | None = None) -> list[str]:
+    """The argv after ``furet --config FILE`` for ``command`` with ``values`` (by option
+    name, this command's and the group's; None, "" and False mean unset): validated like
+    click would, then the group's options, the command's words, its options in contract
+    order. Raises FuretError before anything is run."""
+    spec = COMMANDS[command]
+    parsed = spec.parse(values or {})
+    words: list[str] = []
+    for option in GLOBAL:
+        words += option.render(parsed.get(option.name))
+    words += spec.path
+    for option in spec.options:
+        words += option.render(parsed.get(option.name))
+    return words
+
+
+def click_command(group: click.Group, task: str) -> Callable[[Callable[..., Any]],
+                                                              click.Command]:
+    """Decorator: register the function as the click command of ``COMMANDS[task]`` in
+    ``group``, with the contract's options, help and checks (run before the function)."""
+    spec = COMMANDS[task]
+
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        def callback(*args: Any, **params: Any) -> Any:
+            spec.check({o.name: params.get(o.dest) for o in spec.options})
+            return function(*args, **params)
+
+        callback.__name__ = function.__name__
+        callback.__doc__ = function.__doc__
+        command = click.Command(spec.path[-1], callback=callback, params=spec.click_params(),
+                                help=spec.help)
+        group.add_command(command)
+        return command
+
+    return decorate
+
+
+def global_params() -> list[click.Parameter]:
+    return [option.click_param() for option in GLOBAL]
+

@@ -1,0 +1,376 @@
+"""furet verify's parts without servers: the chunk planner, the comparison over two sides
+behind the Side protocol (in-memory stores here), the repair with its dependencies passed
+in, and the consistency levels."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+import pytest
+from rich.console import Console
+
+from migration.config import DbSettings
+from migration.engine.quarantine import QuarantinedRow
+from migration.engine.writer import BatchOutcome
+from migration.enums import Consistency
+from migration.errors import FuretError
+from migration.flows.mapping import ColumnMap, TableFlow, TargetMap
+from migration.progress import PlainLines, Silent
+from migration.verify import repair as repair_module
+from migration.verify.chunks import Range
+from migration.verify.compare import Comparer
+from migration.verify.drilldown import Classified, classify, group
+from migration.verify.mysql_checksum import RowInfo
+from migration.verify.planner import Chunk, ChunkPlanner, Quarantine, quarantine_of
+from migration.verify.repair import RepairPolicy, ledger_quarantine, repair_pair
+from migration.verify.report import TableReport
+from migration.verify.report_builder import fill_report
+from migration.verify.run import VerifyOptions, consistency_of, run_verify
+from migration.verify.sides import Pair, Reads, nk
+from migration.verify.window import Sampler, TimeWindow
+
+# --- an in-memory store, on either side ---------------------------------------------------
+
+
+class Span:
+    def __init__(self, keys: Sequence[int]) -> None:
+        self.keys = sorted(keys)
+
+    def bounds(self, kind: str) -> tuple[Any, Any]:
+        assert kind == "key"
+        return (self.keys[0], self.keys[-1]) if self.keys else (None, None)
+
+    def count(self) -> int:
+        return len(self.keys)
+
+    def next_boundary(self, lo: Any, rows: int) -> Any:
+        raise AssertionError("integer keys are cut arithmetically")
+
+
+class Store:
+    """key -> (version, hash); ``per_chunk`` False reads like Cassandra (one pass)."""
+
+    def __init__(self, rows: dict[int, tuple[int, int]], per_chunk: bool = True) -> None:
+        self.rows = dict(rows)
+        self.per_chunk = per_chunk
+        self.copied: list[Any] = []
+        self.deleted: list[Any] = []
+        self.overwritten: list[Any] = []
+        self.refuse: set[int] = set()
+        self.drills = 0
+
+    @property
+    def where(self) -> str:
+        return "memory"
+
+    def mode(self, source: Any) -> str:
+        return "memory"
+
+    def span(self) -> Span:
+        return Span(list(self.rows))
+
+    def _in(self, chunk: Chunk) -> list[RowInfo]:
+        return [RowInfo(k, v, h) for k, (v, h) in sorted(self.rows.items())
+                if chunk.rng.contains(k) and k not in chunk.excluded]
+
+    def _sum(self, chunk: Chunk) -> tuple[int, int]:
+        xor = 0
+        rows = self._in(chunk)
+        for r in rows:
+            xor ^= r.hash
+        return len(rows), xor
+
+    def checksum(self, chunk: Chunk) -> tuple[int, int] | None:
+        return self._sum(chunk) if self.per_chunk else None
+
+    def bucket(self, done: Sequence[Chunk], quarantine: Quarantine) -> float:
+        if self.per_chunk:
+            return 0.0
+        for chunk in done:
+            chunk.target = self._sum(chunk)
+            chunk.report.target_rows = chunk.target[0]
+        return 1.5
+
+    def current_versions(self, keys: Sequence[Any]) -> Quarantine:
+        return {nk(k): (k, self.rows[k][0]) for k in keys if k in self.rows}
+
+    def drill(self, done: Sequence[Chunk], bad: Sequence[Chunk], source: Any,
+              quarantine: Quarantine) -> list[Classified]:
+        self.drills += 1
+        return [classify(source.rows_of(c), group([(nk(r.key), r) for r in self._in(c)]))
+                for c in bad]
+
+    def rows_of(self, chunk: Chunk) -> dict[str, RowInfo]:
+        return {nk(r.key): r for r in self._in(chunk)}
+
+    def texts(self, keys: Sequence[Any]) -> dict[str, RowInfo]:
+        out = {}
+        for k in keys:
+            if k in self.rows:
+                version, h = self.rows[k]
+                out[nk(k)] = RowInfo(k, version, h, (str(k), str(version), str(h)))
+        return out
+
+    def source_rows(self, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [(k, self.rows[k][0], self.rows[k][1]) for k in keys if k in self.rows]
+
+    def copy(self, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        for key, version, h in rows:
+            if key in self.refuse:
+                outcome.quarantined.append(QuarantinedRow("t", str(key), version, "t", "no",
+                                                          {}))
+                continue
+            current = self.rows.get(key)
+            if current is None or current[0] <= version:  # version-aware
+                self.rows[key] = (version, h)
+            self.copied.append(key)
+            outcome.written += 1
+        return outcome
+
+    def delete(self, extra: Sequence[tuple[str, RowInfo]]) -> int:
+        for _, row in extra:
+            self.deleted.append(row.key)
+            del self.rows[row.key]
+        return len(extra)
+
+    def overwrite(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        written = 0
+        for key, version, h in rows:
+            if key not in self.refuse:
+                self.rows[key] = (version, h)
+                self.overwritten.append(key)
+                written += 1
+        return written
+
+
+TF = TableFlow("t", "id", "v", (TargetMap("t", (ColumnMap("id", "id"), ColumnMap("v", "v"),
+                                                ColumnMap("h", "h"))),))
+
+
+def _pair(source: Store, target: Store) -> Pair:
+    return Pair(TF, TF.targets[0], source, target, ("id", "v", "h"),  # type: ignore[arg-type]
+                numeric_key=True)
+
+
+def _comparer(quarantined: dict[str, set[int]] | None = None, sample: float = 1.0,
+              progress: Any = None) -> Comparer:
+    planner = ChunkPlanner(TimeWindow(), Sampler(sample, 7), chunk_time=0.3, initial_chunk=100)
+    reads = Reads(TimeWindow(), workers=3)
+    return Comparer(planner, reads, progress or Silent(), lambda table: quarantined or {},
+                    max_report_rows=1000)
+
+
+def _source(n: int = 1000) -> Store:
+    return Store({k: (1000 + k, k * 7919) for k in range(1, n + 1)})
+
+
+# --- planner ------------------------------------------------------------------------------
+
+
+def test_quarantine_keeps_only_rows_whose_current_version_is_quarantined() -> None:
+    current = {"1": (1, 10), "2": (2, 20), "3": (3, 31)}
+    got = quarantine_of({"1": {10}, "2": {19}, "3": {30, 31}, "x": {1}}, True,
+                        lambda keys: {k: v for k, v in current.items() if int(k) in keys})
+    assert got == {"1": (1, 10), "3": (3, 31)}      # 2 changed since; "x" is no integer key
+
+
+def test_planner_cuts_contiguous_chunks_open_at_both_ends_with_exclusions() -> None:
+    planner = ChunkPlanner(TimeWindow(), Sampler(1.0), chunk_time=0.3, initial_chunk=250)
+    chunks, _ = planner.adaptive(Span(range(1, 1001)), True, {"300": (300, 5),
+                                                               "777": (777, 5)})
+    got = list(chunks)   # nothing learnt: the first size throughout
+    assert [(c.rng.lo, c.rng.hi) for c in got] == [
+        (None, 250), (250, 500), (500, 750), (750, None)]
+    assert [c.excluded for c in got] == [[], [300], [], [777]]
+    assert all(c.take and c.report.status == "ok" for c in got)
+    again = list(planner.fixed([got[1].rng], {"300": (300, 5)}))
+    assert again[0].take and again[0].excluded == [300] and again[0].rng == got[1].rng
+
+
+def test_planner_samples_with_one_reproducible_sampler() -> None:
+    def taken(seed: int) -> list[bool]:
+        planner = ChunkPlanner(TimeWindow(), Sampler(0.5, seed), 0.3, initial_chunk=100)
+        chunks, _ = planner.adaptive(Span(range(1, 2001)), True, {})
+        return [c.take for c in chunks]
+
+    first = taken(3)
+    assert first == taken(3) and 0 < sum(first) < len(first)
+
+
+# --- comparison ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_chunk", [True, False])
+def test_compare_finds_the_exact_rows_on_either_kind_of_side(per_chunk: bool) -> None:
+    source = _source()
+    rows = dict(source.rows)
+    del rows[5]
+    rows[950] = (rows[950][0], 1)
+    rows[5000] = (1, 1)
+    target = Store(rows, per_chunk=per_chunk)
+    pair = _pair(source, target)
+    table = TableReport("t", "t", "id", "v", pair.mode)
+    done, found = _comparer().compare(pair, table)
+    assert set(found.missing) == {"5"} and set(found.different) == {"950"}
+    assert [k for k, _ in found.extra] == ["5000"]
+    assert target.drills == 1
+    assert table.target_seconds == (0.0 if per_chunk else 1.5)
+    bad = [c for c in done if c.report.status == "mismatch"]
+    assert {c.rng.no for c in bad} == {c.rng.no for c in done if c.rng.contains(5)
+                                       or c.rng.contains(950) or c.rng.contains(5000)}
+    fill_report(pair, table, done, found, max_report_rows=2)
+    assert (table.missing, table.extra, table.different) == (1, 1, 1)
+    assert table.source_rows == 1000 and table.target_rows == 1000
+    assert [(d.kind, d.key) for d in table.diffs] == [("different", 950), ("missing", 5)]
+    assert table.diffs_truncated and table.diffs[0].columns == ["h"]
+
+
+def test_quarantined_rows_are_left_out_of_both_sides() -> None:
+    source = _source()
+    rows = dict(source.rows)
+    del rows[42]                              # a round quarantined it: expected absent
+    pair = _pair(source, Store(rows))
+    table = TableReport("t", "t", "id", "v", "memory")
+    done, found = _comparer({"42": {1042}}).compare(pair, table)
+    assert found.clean and table.quarantined == 1 and table.quarantined_keys == [42]
+    assert all(c.report.status == "ok" for c in done)
+
+
+def test_a_chunk_whose_rows_agree_at_drill_down_is_transient() -> None:
+    source = _source()
+    target = Store(dict(source.rows))
+    target.rows[10] = (1, 1)
+
+    def drill(done: Any, bad: Any, src: Any, q: Any) -> list[Classified]:
+        return [Classified() for _ in bad]     # the row was fixed in between
+
+    target.drill = drill  # type: ignore[method-assign]
+    pair = _pair(source, target)
+    done, found = _comparer().compare(pair, TableReport("t", "t", "id", "v", "memory"))
+    assert found.clean
+    assert [c.report.status for c in done if c.rng.contains(10)] == ["transient"]
+
+
+def test_compare_reports_phases_and_chunks_through_the_one_progress() -> None:
+    out = io.StringIO()
+    lines = PlainLines(Console(file=out, width=200), "verify f", interval=3600)
+    source = _source()
+    _comparer(progress=lines).compare(_pair(source, Store(dict(source.rows))),
+                                      TableReport("t", "t", "id", "v", "memory"))
+    text = out.getvalue().splitlines()
+    assert text[0] == "verify f t -> t: 0 chunks, 0 rows (checksums)"
+    assert text[-1].startswith("verify f t -> t: ") and text[-1].endswith(
+        " chunks, 1,000 rows (compared)")
+
+
+# --- repair -------------------------------------------------------------------------------
+
+
+def _repair(target: Store, source: Store, policy: RepairPolicy
+            ) -> tuple[Any, list[Sequence[QuarantinedRow]], list[Chunk]]:
+    pair = _pair(source, target)
+    comparer = _comparer()
+    done, found = comparer.compare(pair, TableReport("t", "t", "id", "v", "memory"))
+    recorded: list[Sequence[QuarantinedRow]] = []
+
+    def recheck(ranges: Sequence[Range]) -> Classified:
+        return comparer.compare(pair, TableReport("t", "t", "id", "v", "x"), fixed=ranges)[1]
+
+    report = repair_pair(pair, done, found, recheck, recorded.append, policy)
+    return report, recorded, done
+
+
+def test_repair_copies_version_aware_and_keeps_extra_rows_without_delete_extra() -> None:
+    source = _source()
+    rows = dict(source.rows)
+    del rows[5]
+    rows[950] = (rows[950][0] + 1, 1)         # a newer target copy: shadowed
+    rows[960] = (rows[960][0] - 1, 1)         # older: copied over
+    rows[5000] = (1, 1)
+    target = Store(rows)
+    report, recorded, done = _repair(target, source, RepairPolicy())
+    assert sorted(target.copied) == [5, 950, 960] and not target.deleted
+    assert report.copied == 3 and report.quarantined == 0 and not recorded
+    assert target.rows[960] == source.rows[960] and target.rows[950] != source.rows[950]
+    assert report.shadowed == [950] and report.overwritten == 0 and report.extra_kept == 1
+    assert (report.missing_after, report.extra_after, report.different_after) == (0, 1, 1)
+    statuses = {c.rng.no: c.report.status for c in done}
+    assert {statuses[c.rng.no] for c in done if c.rng.contains(5)} == {"repaired"}
+    assert {statuses[c.rng.no] for c in done if c.rng.contains(950)} == {"unrepaired"}
+
+
+def test_repair_deletes_overwrites_and_records_refused_rows() -> None:
+    source = _source()
+    rows = dict(source.rows)
+    del rows[7]
+    del rows[8]
+    rows[950] = (rows[950][0] + 1, 1)
+    rows[5000] = (1, 1)
+    target = Store(rows)
+    target.refuse = {8}
+    report, recorded, _ = _repair(target, source, RepairPolicy(delete_extra=True,
+                                                               overwrite_newer=True))
+    assert target.deleted == [5000] and target.overwritten == [950]
+    assert report.copied == 2 and report.quarantined == 1
+    assert [[q.row_key for q in rows] for rows in recorded] == [["8"]]
+    assert (report.missing_after, report.extra_after, report.different_after) == (1, 0, 0)
+
+
+def test_refused_rows_go_to_the_ledger_and_its_errors_name_the_table(monkeypatch) -> None:
+    settings = DbSettings("target", "10.0.0.2", 3306, "furet", "s3cret")
+    calls: list[Any] = []
+
+    class Conn:
+        def close(self) -> None:
+            calls.append("closed")
+
+    def connect(s: DbSettings, autocommit: bool = False) -> Conn:
+        assert s is settings and autocommit
+        calls.append("connect")
+        return Conn()
+
+    monkeypatch.setattr(repair_module, "connect", connect)
+    monkeypatch.setattr(repair_module.ledger, "record_quarantine",
+                        lambda conn, flow, round_no, rows: calls.append((flow, round_no,
+                                                                         len(rows))))
+    record = ledger_quarantine(settings, "runtime")
+    record([])
+    assert calls == []                         # nothing refused: no connection
+    row = QuarantinedRow("quote", "1", 5, "quote", "bad", {})
+    record([row])
+    assert calls == ["connect", ("runtime", 0, 1), "closed"]
+
+    def fail(*args: Any) -> None:
+        raise pymysql.err.OperationalError(1142, "INSERT command denied")
+
+    monkeypatch.setattr(repair_module.ledger, "record_quarantine", fail)
+    with pytest.raises(FuretError) as err:
+        record([row])
+    assert "furet" in str(err.value) and "quarantine" in str(err.value)
+    assert "s3cret" not in str(err.value) and calls[-1] == "closed"
+
+
+# --- options and structure ----------------------------------------------------------------
+
+
+def test_consistency_takes_the_enum_or_its_text_and_names_the_choices() -> None:
+    assert consistency_of("LOCAL_ONE") is Consistency.LOCAL_ONE
+    assert consistency_of(Consistency.ALL) is Consistency.ALL
+    with pytest.raises(FuretError) as err:
+        consistency_of("local_one")
+    assert str(err.value) == ("--consistency 'local_one' is not one of ONE, LOCAL_ONE, "
+                              "QUORUM, LOCAL_QUORUM, ALL")
+    with pytest.raises(FuretError, match="--consistency 'TWO'"):
+        run_verify(None, VerifyOptions("runtime", consistency="TWO"))  # type: ignore[arg-type]
+
+
+def test_repair_does_not_import_the_runner() -> None:
+    code = ("import sys, migration.verify.repair, migration.verify.compare; "
+            "sys.exit('migration.verify.run' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
