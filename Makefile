@@ -56,13 +56,14 @@ demo: lab-up ## The main job on the lab: provision every host, then a migration 
 	@$(BIN)/furet hosts
 
 BENCH_QUOTES ?= 1000000
+BENCH_LINES  ?= 1000000
 bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt-table-sync
 	@bash lab/install-apt-deps.sh bench/apt-packages.txt
 	@FURET_BENCH=1 $(BIN)/pytest -q -p no:cacheprovider \
 		tests/integration/test_server_literals.py -k measure
 	@$(BIN)/ansible-playbook playbooks/site.yml > .cache/bench-site.log || \
 		{ tail -40 .cache/bench-site.log; exit 1; }
-	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES)
+	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES) --lines $(BENCH_LINES)
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
 	@$(BIN)/ruff check migration tests bench fabfile.py roles/etl_runner/files

@@ -73,3 +73,12 @@ def furet_on_etl1(*args: str, ok_exits: tuple[int, ...] = (0,)) -> RemoteRun:
         raise SystemExit(f"bench: furet {' '.join(args)} on etl1 failed "
                          f"(exit {result.exited}):\n{result.stdout[-2000:]}")
     return RemoteRun(list(args), result.stdout, seconds)
+
+
+def put_text(name: str, path: str, text: str) -> None:
+    """Write ``text`` to ``path`` on lab host ``name`` (mode 0644)."""
+    import io
+
+    with connection_for(host(name)) as conn:
+        conn.put(io.BytesIO(text.encode("utf-8")), remote=path)
+        conn.run(f"chmod 0644 {path}", hide=True)

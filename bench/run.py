@@ -8,7 +8,11 @@
    ``mysqldump | mysql`` of the same three tables into the same cluster;
 3. Cassandra: ``furet round --flow cassandra_prod`` (round 1: both query tables) next to a
    CSV export loaded with ``cqlsh COPY FROM`` into twin tables;
-4. one table with rows, seconds, rows/s and furet's ratio to each baseline, also written
+4. a schema furet did not write: ``shop.bench_line``, ``--lines`` rows (default 1 M) with a
+   composite key (order_id, line_no) and a DATETIME(0) version; its flow generated on etl1
+   by ``furet flow init``, its target table by ``furet target schema --apply``; round 1,
+   then a round after 1 % of the rows were updated;
+5. one table with rows, seconds, rows/s and furet's ratio to each baseline, also written
    to reports/bench.json.
 
 Everything runs in the same invocation on the same lab, one after the other.
@@ -26,8 +30,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import baselines
-from bench.lab import REPO, endpoints, furet_on_etl1
+from bench.lab import REPO, endpoints, furet_on_etl1, put_text
 from migration.db import connection, query
+from migration.engine import ledger
 
 console = Console()
 
@@ -106,12 +111,58 @@ def furet_verify(flow: str, target: str) -> Measure:
                    f"{quarantined:,} quarantined rows")
 
 
+BENCH_LINE = """CREATE TABLE shop.bench_line (
+  order_id INT UNSIGNED NOT NULL, line_no SMALLINT UNSIGNED NOT NULL,
+  sku VARCHAR(20) NOT NULL, qty INT NOT NULL, price DECIMAL(10,2) NOT NULL,
+  updated_at DATETIME NOT NULL, PRIMARY KEY (order_id, line_no), KEY (updated_at))"""
+BENCH_FLOW = "/tmp/furet-bench-shop.yml"
+
+
+def composite_rounds(lines: int) -> list[Measure]:
+    """Round 1 and a round after 1 % updates of a composite-key, DATETIME(0) table."""
+    lab = endpoints()
+    _say(f"shop.bench_line: {lines:,} rows, key (order_id, line_no), DATETIME(0) version")
+    with connection(lab.legacy) as conn:
+        query(conn, "DROP TABLE IF EXISTS shop.bench_line")
+        query(conn, BENCH_LINE)
+        query(conn, "INSERT INTO shop.bench_line SELECT seq DIV 4 + 1, seq MOD 4 + 1, "
+                    "CONCAT('SKU-', seq MOD 997), 1 + seq MOD 7, (seq MOD 10000) / 100, "
+                    "UTC_TIMESTAMP() - INTERVAL 1 HOUR - INTERVAL (seq MOD 3600) SECOND "
+                    f"FROM shop.seq_0_to_{lines - 1}")
+    with connection(lab.target) as conn:
+        query(conn, "DROP TABLE IF EXISTS shop.bench_line")
+        ledger.forget(conn)  # the flow's round 1 again (the bench's other flows are done)
+    flow = furet_on_etl1("flow", "init", "--source-db", "shop", "--tables", "bench_line",
+                         "--target", "mariadb:shop", "--name", "shop_bench")
+    put_text("etl1", BENCH_FLOW, flow.stdout)
+    furet_on_etl1("target", "schema", "--flow", BENCH_FLOW, "--apply")
+    first = furet_round(BENCH_FLOW, "composite key")
+    first.tool = "furet round 1 (shop.bench_line)"
+    with connection(lab.legacy) as conn:
+        changed = int(query(conn, "SELECT COUNT(*) FROM shop.bench_line WHERE "
+                                  "order_id % 100 = 0")[0][0])
+        query(conn, "UPDATE shop.bench_line SET qty = qty + 1, updated_at = UTC_TIMESTAMP() "
+                    "WHERE order_id % 100 = 0")
+    time.sleep(6)  # past the safety lag (5 s): the next round's window holds the updates
+    _say(f"furet round 2 of {BENCH_FLOW} after {changed:,} updated rows")
+    run = furet_on_etl1("round", "--flow", BENCH_FLOW, "--json")
+    summary = run.json()
+    second = Measure("composite key", "furet round 2 (1 % updated)",
+                     int(summary["rows_written"]), run.seconds,
+                     f"{summary['rows_read']:,} read in the window, {changed:,} updated; "
+                     f"engine {float(summary['seconds']):.1f} s")
+    return [first, second]
+
+
 @click.command()
 @click.option("--quotes", type=click.IntRange(1000), default=1_000_000, show_default=True)
 @click.option("--reseed", is_flag=True, help="Seed legacy1 again even if it holds --quotes.")
 @click.option("--skip-cassandra", is_flag=True, help="Galera only.")
 @click.option("--skip-galera", is_flag=True, help="Cassandra only.")
-def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool) -> None:
+@click.option("--lines", type=click.IntRange(1000), default=1_000_000, show_default=True,
+              help="Rows of the composite-key table (shop.bench_line).")
+def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
+         lines: int) -> None:
     started = time.monotonic()
     lab = endpoints()
     counts = prepare(quotes, reseed)
@@ -135,12 +186,15 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool) -> 
         _say("CSV export + cqlsh COPY FROM into twin tables")
         measures.append(baseline("Cassandra", lambda: baselines.cqlsh_copy_into_cassandra(lab)))
         measures.append(furet_verify("cassandra_prod", "verify Cassandra"))
+    if not skip_galera:
+        measures.extend(composite_rounds(lines))
     table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline",
                   title=f"make bench: {quotes:,} quotes on the lab")
     report: dict = {"quotes": quotes, "legacy_rows": counts, "measures": [], "ratios": {}}
     for m in measures:
         furet = next(x for x in measures if x.target == m.target and x.tool.startswith("furet"))
-        ratio = "" if m is furet or not m.rate else f"{furet.rate / m.rate:.2f}x"
+        ratio = ("" if m.tool.startswith("furet") or not m.rate
+                 else f"{furet.rate / m.rate:.2f}x")
         if ratio:
             report["ratios"][f"{m.target}: furet vs {m.tool}"] = round(furet.rate / m.rate, 3)
         table.add_row(m.target, m.tool, f"{m.rows:,}", f"{m.seconds:.1f}", f"{m.rate:,.0f}",

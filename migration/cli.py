@@ -7,6 +7,7 @@ import json
 import sys
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from migration import __version__, contract
@@ -130,11 +131,12 @@ def _print_round(summary: RoundSummary) -> None:
     title = (f"flow {summary.flow} round {summary.round_no} ({summary.strategy}, "
              f"{summary.kind}{', final' if summary.final else ''}"
              f"{', resumed' if summary.resumed else ''})")
-    table = Table("source table", "window (lo, hi]", "watermark", "chunks", "read", "written",
-                  "quarantined", title=title)
+    table = Table("source table", "version", "window (lo, hi]", "watermark", "chunks", "read",
+                  "written", "quarantined", title=title)
     for row in summary.tables:
         q = row.rows_quarantined
-        table.add_row(row.source_table, f"({row.window_lo}, {row.window_hi}]",
+        table.add_row(row.source_table, row.version_type or "epoch ms",
+                      f"({row.window_lo}, {row.window_hi}]",
                       str(row.watermark), str(row.chunks), f"{row.rows_read:,}",
                       f"{row.rows_written:,}", f"[yellow]{q:,}[/]" if q else "0")
     console.print(table)
@@ -146,7 +148,8 @@ def _print_round(summary: RoundSummary) -> None:
 
 @cli.group()
 def legacy() -> None:
-    """The legacy MySQL side: schemas, seed data, web-app-like traffic, freeze."""
+    """The legacy MySQL side: schemas, seed data, web-app-like traffic, freeze, version
+    columns."""
 
 
 @legacy.command("init")
@@ -237,6 +240,23 @@ def legacy_unfreeze(ctx: click.Context) -> None:
     _say(f"{config.legacy.where}: writable again")
 
 
+@contract.click_command(legacy, "add_version")
+@click.pass_context
+def legacy_add_version(ctx: click.Context, table: str, database: str, column: str,
+                       dry_run: bool, allow_lock: bool, batch_rows: int, pause_ms: int,
+                       no_progress: bool) -> None:
+    """Add a version column to a legacy table online, then backfill it in small batches."""
+    from migration.legacy.add_version import add_version
+
+    config = _config(ctx)
+    with reporter(err_console, "add-version", not (no_progress or dry_run)) as progress:
+        result = add_version(config.legacy, table, database=database, column=column,
+                             dry_run=dry_run, allow_lock=allow_lock, batch_rows=batch_rows,
+                             pause_ms=pause_ms, progress=progress)
+    for line in result.lines():  # whole lines: the ALTER stays one copyable line
+        console.print(f"[bold cyan]furet[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 @cli.group()
 def target() -> None:
     """The target Galera side."""
@@ -253,6 +273,68 @@ def target_init(ctx: click.Context, drop: bool) -> None:
     config = _config(ctx)
     done = init_target(config.target, drop=drop)
     _say(f"{config.target.where}: schemas {', '.join(done)} ready")
+
+
+@contract.click_command(target, "target_schema")
+@click.pass_context
+def target_schema_cmd(ctx: click.Context, flow: str, apply: bool,
+                      replication: str | None) -> None:
+    """Print, then with --apply create, the target tables of a flow."""
+    from migration.target.ddl import target_schema
+
+    result = target_schema(_config(ctx), flow, apply, replication)
+    click.echo(result.plan.script(), nl=False)  # plain: a pipe gets the script as is
+    if not apply:
+        return
+    noun = "database" if result.plan.kind == "mariadb" else "keyspace"
+    made = "created" if result.database_created else "exists"
+    err_console.print(f"furet {result.plan.where}: {noun} {result.plan.database} {made}",
+                      highlight=False)
+    for table in result.applied:
+        state = "created" if table.created else "exists, left as it is"
+        err_console.print(f"furet {result.plan.where}: table {result.plan.database}."
+                          f"{table.table} {state}", highlight=False)
+
+
+@cli.group()
+def flow() -> None:
+    """Flows: write one for your database, check one against the live schemas."""
+
+
+@contract.click_command(flow, "flow_init")
+@click.pass_context
+def flow_init_cmd(ctx: click.Context, source_db: str, tables: str | None, target: str,
+                  name: str | None) -> None:
+    """Print a complete, commented flow YAML for a legacy database."""
+    from migration.flows.generate import flow_init
+
+    result = flow_init(_config(ctx), source_db, tables, target, name)
+    click.echo(result.text, nl=False)  # plain: `> flow.yml` gets the YAML as is
+    for skipped in result.skipped:
+        err_console.print(f"furet flow init: table {source_db}.{skipped.table} left out: "
+                          f"{skipped.reason}", highlight=False)
+
+
+@contract.click_command(flow, "flow_check")
+@click.pass_context
+def flow_check_cmd(ctx: click.Context, flow: str) -> None:
+    """Check a flow against the live source and target schemas."""
+    from migration.flows.check import check_flow
+
+    report = check_flow(_config(ctx), flow)
+    for table in report.tables:
+        targets = ", ".join(table.targets)
+        if table.ok:
+            console.print(f"[green]OK[/]   {table.source} -> {targets}", highlight=False)
+        else:
+            console.print(f"[bold red]FAIL[/] {table.source} -> {targets}: "
+                          f"{escape(table.error)}", highlight=False, soft_wrap=True)
+    if report.failures:
+        raise FuretError(report.failures[0].error if len(report.failures) == 1 else
+                         f"flow {report.flow}: {len(report.failures)} of {len(report.tables)} "
+                         f"tables do not fit (first: {report.failures[0].error})")
+    _say(f"flow {report.flow}: {len(report.tables)} tables fit {report.source} -> "
+         f"{report.target}")
 
 
 @cli.group()
@@ -384,7 +466,8 @@ def main() -> None:
     try:
         cli(standalone_mode=False)
     except FuretError as exc:
-        err_console.print(f"[bold red]furet: error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]furet: error:[/] {exc}", highlight=False,
+                          soft_wrap=True)  # one line, however long
         sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Abort:
         err_console.print("furet: aborted")

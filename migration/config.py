@@ -12,10 +12,11 @@ Order (a later source overrides an earlier one, key by key):
        rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 2000, batch_bytes: 2000000,
                    overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0}
        traffic:   {user: webapp, password: ...}   # lab only: `furet legacy traffic`
+       flows:     {dir: /etc/furet/flows}         # deployed flows (migration/flows/locate.py)
 
 3. ``FURET_<SECTION>_<FIELD>`` environment variables, e.g. ``FURET_LEGACY_HOST``,
    ``FURET_LEGACY_PASSWORD``, ``FURET_TARGET_PORT``, ``FURET_CASSANDRA_HOSTS`` (comma
-   separated), ``FURET_ROUNDS_WORKERS``;
+   separated), ``FURET_ROUNDS_WORKERS``, ``FURET_FLOWS_DIR``;
 4. command-line flags (hosts, ports and round tuning; passwords never come from flags so
    that they never show in ``ps``).
 
@@ -90,12 +91,21 @@ class TrafficSettings:
 
 
 @dataclass(frozen=True)
+class FlowSettings:
+    """Where ``--flow NAME`` also looks, after the shipped flows: the directory the
+    etl_runner role deploys the inventory's flows to. Empty: shipped flows only."""
+
+    dir: str = ""
+
+
+@dataclass(frozen=True)
 class FuretConfig:
     legacy: DbSettings = DbSettings("legacy")
     target: DbSettings = DbSettings("target")
     cassandra: CassandraSettings = CassandraSettings()
     rounds: RoundSettings = RoundSettings()
     traffic: TrafficSettings = TrafficSettings()
+    flows: FlowSettings = FlowSettings()
     source_file: str = ""
 
     def db(self, server: str) -> DbSettings:
@@ -113,7 +123,7 @@ class FuretConfig:
         return replace(self.legacy, user=self.traffic.user, password=self.traffic.password)
 
 
-_SECTIONS = ("legacy", "target", "cassandra", "rounds", "traffic")
+_SECTIONS = ("legacy", "target", "cassandra", "rounds", "traffic", "flows")
 
 
 def _coerce(current: Any, value: Any, name: str) -> Any:

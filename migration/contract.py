@@ -1,11 +1,14 @@
 """Each remote-capable `furet` command described once: its options, their types, defaults,
 help, and the checks that couple them. Everything else is derived from this table:
 
-- the click options of ``furet round|status|verify|legacy freeze|legacy unfreeze`` and of
-  the ``furet`` group (:meth:`Command.click_params`, used by :mod:`migration.cli`);
+- the click options of ``furet round|status|verify|legacy freeze|unfreeze|add-version``
+  and of the ``furet`` group (:meth:`Command.click_params`, used by :mod:`migration.cli`);
 - the Fabric tasks' arguments and help (:mod:`migration.fabric_tasks`, ``fabfile.py``);
 - the remote argv, validated and typed (:func:`argv`, also the ``furet_argv`` filter of
   ``playbooks/verify_gate.yml``).
+
+Commands that only run where the operator works (``furet flow init|check``, ``furet target
+schema``) are described the same way in :data:`LOCAL_COMMANDS`: click options only.
 
 Invariant: an option exists in one place, :data:`COMMANDS` (or :data:`GLOBAL` for the
 group's options). A test (tests/unit/test_contract.py) walks every command and proves click,
@@ -21,21 +24,22 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import click
 
 from migration.enums import Consistency, LiteralsPath, Strategy
 from migration.errors import FuretError
+from migration.flows.locate import SHIPPED_DIR, flow_names
 
-FLOWS_DIR = Path(__file__).resolve().parent / "flows"
 TEXT, INT, FLOAT, CHOICE, FLAG = "text", "int", "float", "choice", "flag"
 
 
 def known_flows() -> tuple[str, ...]:
-    """The flows furet ships (migration/flows/*.yml), for help and error messages."""
-    return tuple(sorted(p.stem for p in FLOWS_DIR.glob("*.yml")))
+    """The flows furet ships (migration/flows/*.yml), for help and error messages. The
+    flows deployed on a host (config flows.dir) are known there only: the remote furet
+    resolves the name (migration/flows/locate.py)."""
+    return tuple(flow_names(SHIPPED_DIR))
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Option:
 
     def click_type(self) -> click.ParamType | None:
         if self.kind == INT:
+            if self.minimum is None and self.maximum is None:
+                return click.INT  # an unbounded IntRange is described as "[x<=None]"
             return click.IntRange(_int_or_none(self.minimum), _int_or_none(self.maximum))
         if self.kind == FLOAT:
             return click.FloatRange(self.minimum, self.maximum, min_open=self.min_open)
@@ -202,6 +208,19 @@ class Needs:
 Check = Callable[[Mapping[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class Argument:
+    """A positional argument (``furet flow check FLOW``), for :data:`LOCAL_COMMANDS` only:
+    a remote argv is built from options. Click arguments have no help of their own: the
+    command's help names them."""
+
+    name: str
+    metavar: str
+
+    def click_param(self) -> click.Argument:
+        return click.Argument([self.name], metavar=self.metavar)
+
+
 def _key(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
@@ -221,6 +240,7 @@ class Command:
     one_host: bool = False
     fab_help: str = ""
     fab_options: tuple[Option, ...] = field(default=())
+    arguments: tuple[Argument, ...] = ()
 
     def option(self, name: str) -> Option:
         for option in (*self.options, *GLOBAL):
@@ -229,7 +249,8 @@ class Command:
         raise KeyError(f"furet {' '.join(self.path)} has no option {name!r}")
 
     def click_params(self) -> list[click.Parameter]:
-        return [option.click_param() for option in self.options]
+        return [*(a.click_param() for a in self.arguments),
+                *(option.click_param() for option in self.options)]
 
     def remote_options(self) -> tuple[Option, ...]:
         """What the Fabric task takes and passes on: this command's remote options, then
@@ -242,7 +263,8 @@ class Command:
         parsed = {name: self.option(name).parse(value) for name, value in values.items()}
         for option in self.options:
             if option.required and parsed.get(option.name) is None:
-                flows = f" ({', '.join(known_flows())})" if option.name == "flow" else ""
+                flows = (f" (shipped: {', '.join(known_flows())}; or a flow deployed in "
+                         "flows.dir)") if option.name == "flow" else ""
                 raise FuretError(f"{option.flag} is required{flows}")
         self.check(parsed)
         return parsed
@@ -252,7 +274,8 @@ class Command:
             check(values)
 
 
-FLOW_HELP = f"Flow name ({', '.join(known_flows())}: migration/flows/*.yml) or a YAML path."
+FLOW_HELP = (f"Flow name, shipped ({', '.join(known_flows())}: migration/flows/*.yml) or "
+             "deployed in flows.dir (the inventory's flows/ on the ETL hosts), or a YAML path.")
 JSON = Option("--json", FLAG, "Print the result as JSON.", dest_name="as_json")
 NO_PROGRESS = Option("--no-progress", FLAG, "No progress output.")
 
@@ -346,6 +369,53 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
             options=(Option("--timeout", FLOAT, "Seconds to wait for in-flight writes.",
                             default=60.0, minimum=0),)),
     Command("unfreeze", ("legacy", "unfreeze"), "Legacy read-only off.", one_host=True),
+    Command("add_version", ("legacy", "add-version"),
+            "Give a legacy table a version column, online. TIMESTAMP(3) NOT NULL DEFAULT "
+            "CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3), then a backfill in small "
+            "batches by primary key; nothing if the column exists.", one_host=True,
+            options=(
+                Option("--table", help="The legacy table.", required=True),
+                Option("--database", help="Its database.", default="lf_runtime"),
+                Option("--column", help="The version column's name.", default="updated_ts"),
+                Option("--dry-run", FLAG, "Print the plan (the ALTER, its algorithm and lock "
+                       "as the server answers, the backfill batches); change nothing."),
+                Option("--allow-lock", FLAG, "Run the ALTER even when the server can only do "
+                       "it with a lock that blocks writes to the table."),
+                Option("--batch-rows", INT, "Rows per backfill batch (one short UPDATE).",
+                       default=1000, minimum=1, maximum=10_000),
+                Option("--pause-ms", INT, "Pause between backfill batches.", default=0,
+                       minimum=0, maximum=60_000),
+                NO_PROGRESS)),
+)}
+
+# Commands run where the operator works, once per migration (they print a file to review
+# or create schemas): described like COMMANDS, but no Fabric task and no remote argv.
+LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
+    Command("flow_init", ("flow", "init"),
+            "Print a complete, commented flow YAML for a legacy database, read from its "
+            "information_schema: key = primary key, the best version column (or none), every "
+            "column mapped. Tables without a primary key are listed and left out.",
+            options=(
+                Option("--source-db", help="The legacy database.", required=True),
+                Option("--tables", help="Only these tables, comma separated (default: all)."),
+                Option("--target", help="mariadb:DATABASE or cassandra:KEYSPACE.",
+                       required=True),
+                Option("--name", help="The flow's name (default: the source database, or "
+                                      "SOURCE_to_TARGET when they differ)."))),
+    Command("flow_check", ("flow", "check"),
+            "Check FLOW (a flow name, as --flow takes it, or a YAML path) against the live "
+            "source and target schemas: one line per table; exit 2 if a table does not fit.",
+            arguments=(Argument("flow", "FLOW"),)),
+    Command("target_schema", ("target", "schema"),
+            "Print the CREATE statements of a flow's target tables, made from the source "
+            "tables' definitions (Galera: InnoDB, utf8mb4, the source's primary key); "
+            "--apply creates what is missing.",
+            options=(
+                Option("--flow", help=FLOW_HELP, required=True),
+                Option("--apply", FLAG, "Create the database and the missing tables (existing "
+                       "ones are left as they are)."),
+                Option("--replication", help="Cassandra flows: the replication map of a new "
+                       "keyspace (default: that of furet cassandra init)."))),
 )}
 
 # What every Fabric task takes besides its command's options (never passed on).
@@ -375,9 +445,10 @@ def argv(command: str, values: Mapping[str, Any] | None = None) -> list[str]:
 
 def click_command(group: click.Group, task: str) -> Callable[[Callable[..., Any]],
                                                               click.Command]:
-    """Decorator: register the function as the click command of ``COMMANDS[task]`` in
-    ``group``, with the contract's options, help and checks (run before the function)."""
-    spec = COMMANDS[task]
+    """Decorator: register the function as the click command of ``COMMANDS[task]`` (or
+    ``LOCAL_COMMANDS[task]``) in ``group``, with the contract's arguments, options, help and
+    checks (run before the function)."""
+    spec = COMMANDS[task] if task in COMMANDS else LOCAL_COMMANDS[task]
 
     def decorate(function: Callable[..., Any]) -> click.Command:
         def callback(*args: Any, **params: Any) -> Any:

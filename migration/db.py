@@ -31,6 +31,9 @@ ROW_DATA_ERRORS = frozenset({
 # Errors worth retrying the whole transaction for (deadlock, Galera certification, lost link).
 RETRYABLE_ERRORS = frozenset({1205, 1213, 1047, 2006, 2013, 2003})
 
+# Every session furet opens reads and writes TIMESTAMPs in UTC, whatever the server's zone
+# (source, target and ledger alike): see migration.engine.versions.
+SESSION_TIME_ZONE = "+00:00"
 STRICT_SQL_MODE = ("STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
                    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION")
 
@@ -69,8 +72,11 @@ def db_error(exc: BaseException, settings: DbSettings, database: str = "",
 
 def connect(settings: DbSettings, database: str | None = None, *, autocommit: bool = True,
             strict: bool = False, streaming: bool = False,
-            sql_mode: str | None = None) -> pymysql.connections.Connection:
-    """A connection in utf8mb4; ``strict`` sets the strict SQL mode furet writes with."""
+            sql_mode: str | None = None,
+            time_zone: str | None = SESSION_TIME_ZONE) -> pymysql.connections.Connection:
+    """A connection in utf8mb4, its session time zone pinned to UTC (``time_zone=None``
+    keeps the server's, to read what that is); ``strict`` sets the strict SQL mode furet
+    writes with."""
     try:
         conn = pymysql.connect(
             host=settings.host, port=settings.port, user=settings.user,
@@ -83,9 +89,20 @@ def connect(settings: DbSettings, database: str | None = None, *, autocommit: bo
     except pymysql.MySQLError as exc:
         raise db_error(exc, settings, database or "") from None
     mode = STRICT_SQL_MODE if strict else sql_mode
+    sets, args = [], []
     if mode is not None:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_mode = %s", (mode,))
+        sets.append("sql_mode = %s")
+        args.append(mode)
+    if time_zone is not None:
+        sets.append("time_zone = %s")
+        args.append(time_zone)
+    if sets:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION " + ", ".join(sets), args)
+        except pymysql.MySQLError as exc:
+            conn.close()
+            raise db_error(exc, settings, database or "") from None
     return conn
 
 
@@ -110,6 +127,20 @@ def query(conn: pymysql.connections.Connection, sql: str,
 def server_now_ms(conn: pymysql.connections.Connection) -> int:
     """The server's clock in epoch milliseconds (the clock the window is cut on)."""
     return int(query(conn, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")[0][0])
+
+
+def server_now_us(conn: pymysql.connections.Connection) -> int:
+    """The server's clock in epoch microseconds."""
+    return int(query(conn, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")[0][0])
+
+
+def server_utc_offset_s(conn: pymysql.connections.Connection) -> tuple[int, str]:
+    """(offset of the server's own time zone from UTC in seconds now, its name), read on a
+    connection whose session zone was left as the server's (``time_zone=None``)."""
+    offset, name, system = query(conn, "SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()), "
+                                       "@@global.time_zone, @@system_time_zone")[0]
+    label = f"{name} ({system})" if str(name).upper() == "SYSTEM" else str(name)
+    return int(offset), label
 
 
 def run_script(conn: pymysql.connections.Connection, script: str) -> None:

@@ -42,3 +42,21 @@ class Consistency(_Choices):
     QUORUM = "QUORUM"
     LOCAL_QUORUM = "LOCAL_QUORUM"
     ALL = "ALL"
+
+
+class VersionUnit(_Choices):
+    """The unit of an integer version column (``version_unit:`` of a flow table): epoch
+    seconds, milliseconds or microseconds. Temporal columns (TIMESTAMP, DATETIME) carry
+    their own unit; the ledger keeps their instants in microseconds."""
+
+    S = "s"
+    MS = "ms"
+    US = "us"
+
+
+class Deletes(_Choices):
+    """What a round does with target rows whose source row is gone (tables without a
+    version column only, where chunk checksums find them): keep them, or delete them."""
+
+    KEEP = "keep"
+    PROPAGATE = "propagate"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from migration.verify.report import VerifyReport, summary_rows
@@ -32,7 +33,7 @@ def print_report(out: Console, report: VerifyReport) -> None:
     for t in report.tables:
         for d in t.diffs[:SHOWN_DIFFS]:
             cols = f" columns {', '.join(d.columns)}" if d.columns else ""
-            out.print(f"  {t.name}: {d.kind} key {d.key}{cols}", highlight=False)
+            out.print(f"  {t.name}: {d.kind} key {escape(d.key_text)}{cols}", highlight=False)
         if len(t.diffs) > SHOWN_DIFFS or t.diffs_truncated:
             out.print(f"  {t.name}: ... {t.missing + t.extra + t.different - SHOWN_DIFFS} "
                           "more (see the JSON/HTML report)", highlight=False)

@@ -27,8 +27,20 @@ def literal(value: Any) -> str:
         return "'" + value.isoformat(sep=" ") + "'" if isinstance(
             value, datetime.datetime) else "'" + value.isoformat() + "'"
     if isinstance(value, datetime.timedelta):
-        return "'" + str(value) + "'"
+        return "'" + time_text(value) + "'"
     raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def time_text(value: datetime.timedelta) -> str:
+    """A TIME value as MariaDB reads it: ``[-]H:MM:SS[.ffffff]`` (PyMySQL returns TIME as a
+    timedelta, whose own text for a negative value is "-1 day, 22:58:52")."""
+    micros = value // datetime.timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    seconds, fraction = divmod(abs(micros), 1_000_000)
+    minutes, sec = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    text = f"{sign}{hours}:{minute:02d}:{sec:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
 
 
 def row_literal(row: Sequence[Any]) -> str:

@@ -7,7 +7,8 @@ cross-partition warning thresholds), executed concurrently: a fraction of the re
 one statement per row, which is what the client and the coordinators spend their CPU on
 (measured on the lab: 1.5k quotes/s with one request per row). A group that Cassandra
 rejects is replayed statement by statement to find the row at fault. The
-write timestamp is the source version in microseconds (``updated_ts * 1000``): Cassandra
+write timestamp is the source version in microseconds (whatever its column type:
+:meth:`migration.engine.versions.VersionCodec.micros`): Cassandra
 keeps the cell with the highest write timestamp, so replaying a batch is harmless and an
 older version can never overwrite a newer one, whatever the order the writes arrive in.
 
@@ -17,27 +18,40 @@ succeeded; a crash in between replays the batch, which the write timestamps make
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
-from migration.engine.quarantine import QuarantinedRow, original_values
+from migration.engine.galera_writer import quarantined
+from migration.engine.quarantine import QuarantinedRow
+from migration.engine.versions import VersionCodec
 from migration.engine.writer import BatchOutcome
+from migration.errors import FuretError
 from migration.flows.mapping import TableFlow, TransformError
 
 CONCURRENCY = 64
+# Driver errors that are the store's state, not the rows' fault: retried with backoff.
+TRANSIENT = frozenset({"WriteTimeout", "Unavailable", "OperationTimedOut", "WriteFailure",
+                       "CoordinationFailure", "OverloadedErrorMessage", "NoHostAvailable",
+                       "ConnectionException"})
+ATTEMPTS = 6
+BACKOFF_S = 0.5
 GROUP_ROWS = 20        # like cqlsh COPY's MAXBATCHSIZE
 GROUP_PARTITIONS = 10  # unlogged_batch_across_partitions_warn_threshold
 
 
 class CassandraWriter:
-    def __init__(self, session: Any, keyspace: str, table_flow: TableFlow) -> None:
+    def __init__(self, session: Any, keyspace: str, table_flow: TableFlow,
+                 codec: VersionCodec) -> None:
         self.session = session
+        self.keyspace = keyspace
         self.tf = table_flow
+        self.codec = codec
         self.source_columns = list(table_flow.source_columns)
-        self.version_index = self.source_columns.index(table_flow.version)
+        self.version_index = table_flow.width
         self.targets = []
         for tm in table_flow.targets:
             cols = [c.target for c in tm.columns]
@@ -52,13 +66,11 @@ class CassandraWriter:
             for tm, _, _ in self.targets}
 
     def _quarantine(self, row: Sequence[Any], table: str, reason: str) -> QuarantinedRow:
-        return QuarantinedRow(self.tf.source, str(row[0]), int(row[1]), table, reason,
-                              original_values(self.source_columns, row))
+        return quarantined(self.tf, self.codec, self.source_columns, row, table, reason)
 
     def write(self, cur: pymysql.cursors.Cursor | None,
               rows: Sequence[Sequence[Any]]) -> BatchOutcome:
         """Write ``rows`` to every query table; ``cur`` (the ledger) is not used here."""
-        from cassandra.concurrent import execute_concurrent
 
         outcome = BatchOutcome()
         bad: set[int] = set()
@@ -66,6 +78,11 @@ class CassandraWriter:
         for i, row in enumerate(rows):
             bound = []
             try:
+                version = self.codec.ledger(row[self.version_index])
+                if version is None:
+                    raise TransformError(f"bad version: column {self.tf.version}: "
+                                         f"{row[self.version_index]!r} is not an instant")
+                write_time = self.codec.micros(version)
                 for tm, statement, indexes in self.targets:
                     values = []
                     for col, index in zip(tm.columns, indexes, strict=True):
@@ -76,8 +93,8 @@ class CassandraWriter:
                             raise TransformError(f"{category}: {tm.table}: column "
                                                  f"{col.source}: {detail}") from None
                     try:
-                        bound.append((tm.table, statement.bind(
-                            (*values, int(row[self.version_index]) * 1000)), values))
+                        bound.append((tm.table, statement.bind((*values, write_time)),
+                                      values))
                     except (TypeError, ValueError, OverflowError) as exc:
                         raise TransformError(f"bad value: {tm.table}: {exc}") from None
             except TransformError as exc:
@@ -90,29 +107,54 @@ class CassandraWriter:
         groups = []
         for table, items in per_table.items():
             groups += _groups(items, self.partition_indexes[table], table)
-        results = execute_concurrent(self.session, [(g.statement, None) for g in groups],
-                                     concurrency=CONCURRENCY, raise_on_first_error=False)
-        for group, (ok, result) in zip(groups, results, strict=True):
-            if ok:
-                continue
-            if type(result).__name__ != "InvalidRequest":
-                raise result  # a timeout or an unavailable replica is not the rows' fault
-            self._find_rejected(group, rows, bad, outcome)
+        results = self._execute([g.statement for g in groups])
+        for group, (ok, _) in zip(groups, results, strict=True):
+            if not ok:
+                self._find_rejected(group, rows, bad, outcome)
         outcome.written = len(rows) - len(bad)
         return outcome
+
+    def _execute(self, statements: Sequence[Any]) -> list[tuple[bool, Any]]:
+        """Run ``statements`` concurrently; (ok, result) of each, a rejection (the rows'
+        fault: InvalidRequest) as (False, error). A timeout or an unavailable replica is not
+        the rows' fault: those statements are sent again, with backoff (the write
+        timestamps make a replay harmless), and a store still failing after
+        :data:`ATTEMPTS` is one FuretError naming the keyspace and the error."""
+        from cassandra.concurrent import execute_concurrent
+
+        results: list[tuple[bool, Any]] = [(True, None)] * len(statements)
+        pending = list(range(len(statements)))
+        for attempt in range(ATTEMPTS):
+            answers = execute_concurrent(self.session, [(statements[i], None) for i in pending],
+                                         concurrency=CONCURRENCY, raise_on_first_error=False)
+            again: list[int] = []
+            last: Any = None
+            for i, (ok, result) in zip(pending, answers, strict=True):
+                kind = type(result).__name__
+                if ok or kind == "InvalidRequest":
+                    results[i] = (ok, result)
+                elif kind in TRANSIENT:
+                    again.append(i)
+                    last = result
+                else:
+                    raise FuretError(f"cassandra keyspace {self.keyspace}: {kind}: "
+                                     f"{str(result)[:300]}")
+            if not again:
+                return results
+            pending = again
+            if attempt + 1 < ATTEMPTS:
+                time.sleep(min(BACKOFF_S * 2 ** attempt, 10.0))
+        raise FuretError(f"cassandra keyspace {self.keyspace}: {len(pending)} write(s) still "
+                         f"failing after {ATTEMPTS} attempts: {type(last).__name__}: "
+                         f"{str(last)[:300]}")
 
     def _find_rejected(self, group: _Group, rows: Sequence[Sequence[Any]], bad: set[int],
                        outcome: BatchOutcome) -> None:
         """Replay a rejected group one statement per row: quarantine the rows at fault."""
-        from cassandra.concurrent import execute_concurrent
-
-        results = execute_concurrent(self.session, [(s, None) for s in group.members],
-                                     concurrency=CONCURRENCY, raise_on_first_error=False)
+        results = self._execute(group.members)
         for i, (ok, result) in zip(group.owners, results, strict=True):
             if ok or i in bad:
                 continue
-            if type(result).__name__ != "InvalidRequest":
-                raise result
             bad.add(i)
             outcome.quarantined.append(self._quarantine(rows[i], group.table,
                                                         f"rejected: {group.table}: {result}"))

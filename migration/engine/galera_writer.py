@@ -35,8 +35,10 @@ from typing import Any, cast
 
 import pymysql
 
+from migration.canonical import key_text
 from migration.db import ROW_DATA_ERRORS, error_code
 from migration.engine.quarantine import QuarantinedRow, original_values
+from migration.engine.versions import VersionCodec
 from migration.engine.writer import BatchOutcome
 from migration.flows.mapping import TableFlow, TargetMap, TransformError
 from migration.flows.validate import TableSchema
@@ -49,15 +51,52 @@ REASONS = {1048: "NULL not allowed", 1062: "duplicate key", 1264: "out of range"
            1452: "foreign key", 3819: "constraint", 4025: "constraint"}
 
 
-def upsert_sql(database: str, table: str, columns: Sequence[str], key: str,
-               version: str) -> tuple[str, str]:
-    """``(prefix, suffix)`` of the conditional upsert; rows go between them."""
+def upsert_sql(database: str, table: str, columns: Sequence[str], key: Sequence[str],
+               version: str, guard: bool = False) -> tuple[str, str]:
+    """``(prefix, suffix)`` of the conditional upsert; rows go between them. Without a
+    version column (``version: none``) the source's row always wins.
+
+    ``guard`` (a target with unique keys besides the row's key): every assignment also
+    requires the existing row to have the incoming row's key. ``ON DUPLICATE KEY UPDATE``
+    updates whichever row a unique key conflicts with: without the guard a row whose
+    secondary key collides with ANOTHER row would be merged into it; with it, that row is
+    left untouched and the incoming row is not written (the writer then quarantines it).
+    """
     cols = ", ".join(f"`{c}`" for c in columns)
-    updates = [f"`{c}` = IF(VALUES(`{version}`) >= `{version}`, VALUES(`{c}`), `{c}`)"
-               for c in columns if c not in (key, version)]
-    updates.append(f"`{version}` = GREATEST(`{version}`, VALUES(`{version}`))")
+    same = " AND ".join(f"`{k}` = VALUES(`{k}`)" for k in key) if guard else ""
+
+    def when(condition: str) -> str:
+        return " AND ".join(c for c in (same, condition) if c)
+
+    if not version:
+        updates = [(f"`{c}` = IF({same}, VALUES(`{c}`), `{c}`)" if guard else
+                    f"`{c}` = VALUES(`{c}`)") for c in columns if c not in key]
+        if not updates:  # a table that is only its key: nothing to update
+            updates = [f"`{key[0]}` = `{key[0]}`"]
+        return (f"INSERT INTO `{database}`.`{table}` ({cols}) VALUES ",
+                " ON DUPLICATE KEY UPDATE " + ", ".join(updates))
+    newer = when(f"VALUES(`{version}`) >= `{version}`")
+    updates = [f"`{c}` = IF({newer}, VALUES(`{c}`), `{c}`)"
+               for c in columns if c not in key and c != version]
+    greatest = f"GREATEST(`{version}`, VALUES(`{version}`))"
+    updates.append(f"`{version}` = " + (f"IF({same}, {greatest}, `{version}`)" if guard
+                                        else greatest))
     return (f"INSERT INTO `{database}`.`{table}` ({cols}) VALUES ",
             " ON DUPLICATE KEY UPDATE " + ", ".join(updates))
+
+
+def absent_sql(database: str, table: str, key: Sequence[str],
+               count: int) -> str:
+    """Which of ``count`` keys (``%s`` per column, row after row) have no row in ``table``:
+    the positions (0-based) of those keys. The server compares, with the columns'
+    collations, so a key never looks absent because of case or trailing spaces."""
+    first = ", ".join(f"%s AS `{k}`" for k in key)
+    rest = ", ".join(["%s"] * len(key))
+    rows = " UNION ALL ".join([f"SELECT 0 AS furet_i, {first}"] +
+                              [f"SELECT {i}, {rest}" for i in range(1, count)])
+    match = " AND ".join(f"t.`{k}` = v.`{k}`" for k in key)
+    return (f"SELECT v.furet_i FROM ({rows}) v WHERE NOT EXISTS "
+            f"(SELECT 1 FROM `{database}`.`{table}` t WHERE {match})")
 
 
 @dataclass
@@ -70,6 +109,9 @@ class _Target:
     ref_time: bool
     not_null: frozenset[str] = frozenset()
     dates: frozenset[str] = frozenset()
+    key: tuple[str, ...] = ()
+    # unique keys of the target besides the row's key: (name, columns)
+    others: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def prefix_bytes(self) -> bytes:
@@ -89,13 +131,25 @@ def _checks(schema: TableSchema | None) -> tuple[frozenset[str], frozenset[str]]
             frozenset(c.name for c in cols if c.data_type in DATE_TYPES))
 
 
+def quarantined(tf: TableFlow, codec: VersionCodec | None, columns: Sequence[str],
+                row: Sequence[Any], target: str, reason: str) -> QuarantinedRow:
+    """A source row as furet.quarantine records it: key text, ledger version (0 when the
+    table has no version or the row's version is not an instant), original values."""
+    width = tf.width
+    version = codec.ledger(row[width]) if codec is not None else None
+    return QuarantinedRow(tf.source, key_text(row[:width]), version or 0, target, reason,
+                          original_values(columns, row))
+
+
 class GaleraWriter:
     """Writes batches of source rows (tuples in ``TableFlow.source_columns`` order)."""
 
     def __init__(self, database: str, table_flow: TableFlow, strategy: str,
-                 target_schemas: dict[str, TableSchema] | None = None) -> None:
+                 target_schemas: dict[str, TableSchema] | None = None,
+                 codec: VersionCodec | None = None) -> None:
         self.database = database
         self.tf = table_flow
+        self.codec = codec
         self.source_columns = list(table_flow.source_columns)
         self.targets: list[_Target] = []
         for tm in table_flow.targets:
@@ -103,17 +157,20 @@ class GaleraWriter:
             ref_time = strategy == "id" and tm.ref_time is not None
             if ref_time and tm.ref_time is not None:
                 columns.append(tm.ref_time.column)
-            key = tm.target_of(table_flow.key) or table_flow.key
-            version = tm.target_of(table_flow.version) or table_flow.version
-            prefix, suffix = upsert_sql(database, tm.table, columns, key, version)
-            not_null, dates = _checks((target_schemas or {}).get(tm.table))
+            key = table_flow.target_keys(tm)
+            version = (tm.target_of(table_flow.version) or table_flow.version
+                       if table_flow.version else "")
+            schema = (target_schemas or {}).get(tm.table)
+            others = tuple(schema.other_unique_keys(key)) if schema else ()
+            prefix, suffix = upsert_sql(database, tm.table, columns, key, version,
+                                        guard=bool(others))
+            not_null, dates = _checks(schema)
             self.targets.append(_Target(
                 tm, columns, [self.source_columns.index(c.source) for c in tm.columns],
-                prefix, suffix, ref_time, not_null, dates))
+                prefix, suffix, ref_time, not_null, dates, key, others))
 
     def _quarantine(self, row: Sequence[Any], target: str, reason: str) -> QuarantinedRow:
-        return QuarantinedRow(self.tf.source, str(row[0]), int(row[1]), target, reason,
-                              original_values(self.source_columns, row))
+        return quarantined(self.tf, self.codec, self.source_columns, row, target, reason)
 
     def _transform(self, rows: Sequence[Sequence[Any]], outcome: BatchOutcome
                    ) -> list[tuple[Sequence[Any], list[tuple[Any, ...]]]]:
@@ -213,8 +270,52 @@ class GaleraWriter:
                     self._quarantine(good[index][0], target.mapping.table, reason))
 
             self._write_isolating(cur, target, literals, live, quarantine)
+            if target.others:
+                where = [target.columns.index(k) for k in target.key]
+                keys = {i: tuple(values[i][p] for p in where) for i in live
+                        if i not in failed}
+                for i, reason in self._collisions(cur, target, keys, values).items():
+                    failed.add(i)
+                    outcome.quarantined.append(
+                        self._quarantine(good[i][0], target.mapping.table, reason))
         outcome.written = len(good) - len(failed)
         return outcome
+
+    def _collisions(self, cur: pymysql.cursors.Cursor, target: _Target,
+                    keys: dict[int, tuple[Any, ...]],
+                    values: Sequence[tuple[Any, ...]] | None = None) -> dict[int, str]:
+        """Rows just upserted into a target with other unique keys that are not there:
+        the guarded upsert left them out because another row holds one of their unique
+        keys. Their positions, with the reason (naming that key and that row when the
+        row's ``values`` in the target's columns are given)."""
+        if not keys:
+            return {}
+        order = list(keys)
+        cur.execute(absent_sql(self.database, target.mapping.table, target.key, len(order)),
+                    [v for i in order for v in keys[i]])
+        absent = [order[int(pos)] for (pos,) in cur.fetchall()]
+        reasons = {}
+        for i in absent:
+            reason = (f"duplicate key: {target.mapping.table}: another row holds a unique "
+                      f"key of this row ({', '.join(n for n, _ in target.others)})")
+            for name, columns in target.others if values is not None else ():
+                assert values is not None
+                held = [values[i][target.columns.index(c)] for c in columns
+                        if c in target.columns]
+                if len(held) != len(columns):
+                    continue
+                match = " AND ".join(f"`{c}` = %s" for c in columns)
+                cur.execute(f"SELECT {', '.join(f'`{k}`' for k in target.key)} FROM "
+                            f"`{self.database}`.`{target.mapping.table}` WHERE {match} "
+                            "LIMIT 1", held)
+                other = cur.fetchone()
+                if other is not None:
+                    reason = (f"duplicate key: {target.mapping.table}: unique key {name} "
+                              f"{key_text(tuple(held))} is held by the row "
+                              f"{key_text(tuple(other))}")
+                    break
+            reasons[i] = reason + ", not merged"
+        return reasons
 
     def write_literals(self, cur: pymysql.cursors.Cursor, literals: Sequence[Sequence[bytes]],
                        keys: Sequence[Any], originals: Callable[[list[Any]], list[tuple[Any, ...]]]
@@ -234,6 +335,11 @@ class GaleraWriter:
             column = [row[t_index] for row in literals]
             self._write_isolating(cur, target, column, live,
                                   lambda index, _code, _exc: failed.add(index))
+            if target.others:
+                # collided rows are found again, and quarantined, by the Python path
+                absent = self._collisions(cur, target, {i: tuple(keys[i]) for i in live
+                                                        if i not in failed})
+                failed.update(absent)
         outcome = BatchOutcome(len(literals) - len(failed))
         if failed:
             again = self.write(cur, originals([keys[i] for i in sorted(failed)]))

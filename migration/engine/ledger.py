@@ -23,6 +23,7 @@ import pymysql
 
 from migration import __version__
 from migration.db import query
+from migration.engine import keys
 from migration.engine.plan import ChunkSpec
 from migration.engine.quarantine import QuarantinedRow
 from migration.engine.results import QuarantineCount, RoundSummary, StatusReport, TableSummary
@@ -79,6 +80,16 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
            upgraded_at DATETIME(3) NOT NULL DEFAULT NOW(3), PRIMARY KEY (id))""",
          # which furet ran a round (mixed versions during an upgrade are visible)
          "ALTER TABLE furet.rounds ADD COLUMN IF NOT EXISTS furet_version VARCHAR(32) NULL")),
+    # any legacy schema: composite keys (JSON key texts), the version column's type per
+    # table (a watermark is only reused with the type it was taken in)
+    (3, ("ALTER TABLE furet.chunks MODIFY key_column VARCHAR(255) NOT NULL, "
+         "MODIFY key_lo TEXT NULL, MODIFY key_hi TEXT NULL, MODIFY cursor_key TEXT NULL",
+         "ALTER TABLE furet.round_tables ADD COLUMN IF NOT EXISTS version_type VARCHAR(64) "
+         "NULL",
+         "ALTER TABLE furet.quarantine MODIFY row_key VARCHAR(512) NOT NULL",
+         # tables without a version: rows a round deleted (`deletes: propagate`)
+         "ALTER TABLE furet.chunks ADD COLUMN IF NOT EXISTS rows_deleted BIGINT NOT NULL "
+         "DEFAULT 0")),
 )
 LEDGER_VERSION = UPGRADES[-1][0]
 LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine")
@@ -92,7 +103,7 @@ class Chunk:
     source_table: str
     spec: ChunkSpec
     cursor_ts: int | None
-    cursor_key: str | None
+    cursor_key: keys.Key | None
     status: str
     batches: int
     rows_read: int
@@ -163,10 +174,6 @@ def forget(conn: pymysql.connections.Connection) -> None:
     conn.commit()
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def last_round(conn: pymysql.connections.Connection, flow: str) -> RoundRow | None:
     rows = query(conn, "SELECT flow, round_no, strategy, kind, final, status, now_ms "
                        "FROM furet.rounds WHERE flow = %s ORDER BY round_no DESC LIMIT 1",
@@ -177,19 +184,23 @@ def last_round(conn: pymysql.connections.Connection, flow: str) -> RoundRow | No
     return RoundRow(f, n, Strategy(strategy), kind, bool(final), status, now_ms)
 
 
-def last_watermarks(conn: pymysql.connections.Connection, flow: str) -> dict[str, int]:
-    """Watermark per source table of the last finished ``ts`` round of ``flow``."""
-    rows = query(conn, "SELECT t.source_table, t.watermark FROM furet.round_tables t "
+def last_watermarks(conn: pymysql.connections.Connection,
+                    flow: str) -> dict[str, tuple[int, str | None]]:
+    """(watermark, version type it is in) per source table of the last finished ``ts``
+    round of ``flow`` (the type is None for rounds of a furet before ledger version 3)."""
+    rows = query(conn, "SELECT t.source_table, t.watermark, t.version_type "
+                       "FROM furet.round_tables t "
                        "JOIN furet.rounds r ON r.flow = t.flow AND r.round_no = t.round_no "
                        "WHERE t.flow = %s AND r.strategy = 'ts' AND r.status = 'done' "
                        "AND t.round_no = (SELECT MAX(round_no) FROM furet.rounds WHERE "
                        "flow = %s AND strategy = 'ts' AND status = 'done')", (flow, flow))
-    return {str(table): int(mark) for table, mark in rows if mark is not None}
+    return {str(table): (int(mark), vtype) for table, mark, vtype in rows if mark is not None}
 
 
 def create_round(conn: pymysql.connections.Connection, round_row: RoundRow, overlap_ms: int,
                  safety_lag_ms: int, windows: dict[str, tuple[int | None, int | None]],
-                 chunks: dict[str, list[ChunkSpec]]) -> None:
+                 chunks: dict[str, list[ChunkSpec]],
+                 version_types: dict[str, str] | None = None) -> None:
     """Persist the whole plan of a round in one transaction (so resume finds it intact)."""
     conn.begin()
     with conn.cursor() as cur:
@@ -201,8 +212,10 @@ def create_round(conn: pymysql.connections.Connection, round_row: RoundRow, over
                      safety_lag_ms, sum(len(c) for c in chunks.values()), __version__))
         for table, (lo, hi) in windows.items():
             cur.execute("INSERT INTO furet.round_tables (flow, round_no, source_table, "
-                        "window_lo, window_hi, status) VALUES (%s, %s, %s, %s, %s, 'running')",
-                        (round_row.flow, round_row.round_no, table, lo, hi))
+                        "window_lo, window_hi, status, version_type) VALUES "
+                        "(%s, %s, %s, %s, %s, 'running', %s)",
+                        (round_row.flow, round_row.round_no, table, lo, hi,
+                         (version_types or {}).get(table)))
         for table, specs in chunks.items():
             if specs:
                 cur.executemany(
@@ -210,7 +223,8 @@ def create_round(conn: pymysql.connections.Connection, round_row: RoundRow, over
                     "key_column, key_lo, key_hi, ts_lo, ts_hi) VALUES "
                     "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(round_row.flow, round_row.round_no, table, s.chunk_no, s.kind,
-                      s.key_column, _text(s.key_lo), _text(s.key_hi), s.ts_lo, s.ts_hi)
+                      s.key_column, keys.encode(s.key_lo), keys.encode(s.key_hi), s.ts_lo,
+                      s.ts_hi)
                      for s in specs])
     conn.commit()
 
@@ -226,8 +240,9 @@ def pending_chunks(conn: pymysql.connections.Connection, flow: str,
                        "ts_hi, cursor_ts, cursor_key, status, batches, rows_read "
                        "FROM furet.chunks WHERE flow = %s AND round_no = %s AND status <> 'done' "
                        "ORDER BY source_table, chunk_no", (flow, round_no))
-    return [Chunk(flow, round_no, table, ChunkSpec(no, kind, kcol, klo, khi, tlo, thi),
-                  cts, ckey, status, batches, read)
+    return [Chunk(flow, round_no, table,
+                  ChunkSpec(no, kind, kcol, keys.decode(klo), keys.decode(khi), tlo, thi),
+                  cts, keys.decode(ckey), status, batches, read)
             for table, no, kind, kcol, klo, khi, tlo, thi, cts, ckey, status, batches, read
             in rows]
 
@@ -240,21 +255,25 @@ def claim_chunk(conn: pymysql.connections.Connection, chunk: Chunk) -> None:
 
 
 def checkpoint(cur: pymysql.cursors.Cursor, chunk: Chunk, cursor_ts: int | None,
-               cursor_key: Any, read: int, written: int, quarantined: int) -> bool:
+               cursor_key: keys.Key | None, read: int, written: int, quarantined: int) -> bool:
     """Advance the chunk cursor inside the caller's transaction; False if someone else did."""
     cur.execute("UPDATE furet.chunks SET cursor_ts = %s, cursor_key = %s, batches = batches + 1, "
                 "rows_read = rows_read + %s, rows_written = rows_written + %s, "
                 "rows_quarantined = rows_quarantined + %s WHERE flow = %s AND round_no = %s "
                 "AND source_table = %s AND chunk_no = %s AND batches = %s AND status <> 'done'",
-                (cursor_ts, _text(cursor_key), read, written, quarantined, chunk.flow,
+                (cursor_ts, keys.encode(cursor_key), read, written, quarantined, chunk.flow,
                  chunk.round_no, chunk.source_table, chunk.spec.chunk_no, chunk.batches))
     return cur.rowcount == 1
 
 
-def finish_chunk(conn: pymysql.connections.Connection, chunk: Chunk) -> None:
-    query(conn, "UPDATE furet.chunks SET status = 'done', finished_at = NOW(3) "
+def finish_chunk(conn: pymysql.connections.Connection, chunk: Chunk, read: int = 0,
+                 deleted: int = 0) -> None:
+    """Mark a chunk done, adding rows it read without copying them (a sync chunk whose
+    checksums agreed) and rows it deleted."""
+    query(conn, "UPDATE furet.chunks SET status = 'done', finished_at = NOW(3), "
+                "rows_read = rows_read + %s, rows_deleted = rows_deleted + %s "
                 "WHERE flow = %s AND round_no = %s AND source_table = %s AND chunk_no = %s",
-          (chunk.flow, chunk.round_no, chunk.source_table, chunk.spec.chunk_no))
+          (read, deleted, chunk.flow, chunk.round_no, chunk.source_table, chunk.spec.chunk_no))
 
 
 def round_window(conn: pymysql.connections.Connection, flow: str, round_no: int,
@@ -317,7 +336,8 @@ def round_summary(conn: pymysql.connections.Connection, flow: str,
      quarantined, invocations, started, finished, seconds, version) = rows[0]
     tables = query(conn, "SELECT t.source_table, t.window_lo, t.window_hi, t.watermark, "
                          "t.status, COUNT(c.chunk_no), COALESCE(SUM(c.rows_read), 0), "
-                         "COALESCE(SUM(c.rows_written), 0), COALESCE(SUM(c.rows_quarantined), 0) "
+                         "COALESCE(SUM(c.rows_written), 0), COALESCE(SUM(c.rows_quarantined), 0), "
+                         "MAX(t.version_type), COALESCE(SUM(c.rows_deleted), 0) "
                          "FROM furet.round_tables t LEFT JOIN furet.chunks c ON c.flow = t.flow "
                          "AND c.round_no = t.round_no AND c.source_table = t.source_table "
                          "WHERE t.flow = %s AND t.round_no = %s GROUP BY t.source_table "
@@ -329,8 +349,9 @@ def round_summary(conn: pymysql.connections.Connection, flow: str,
         rows_quarantined=_int(quarantined), invocations=_int(invocations), started_at=started,
         finished_at=finished, seconds=None if seconds is None else float(seconds),
         furet_version=version,
-        tables=tuple(TableSummary(t, lo, hi, mark, st, _int(c), _int(r), _int(w), _int(q))
-                     for t, lo, hi, mark, st, c, r, w, q in tables))
+        tables=tuple(TableSummary(t, lo, hi, mark, st, _int(c), _int(r), _int(w), _int(q), vt,
+                                  _int(d))
+                     for t, lo, hi, mark, st, c, r, w, q, vt, d in tables))
 
 
 def status_report(conn: pymysql.connections.Connection, flow: str | None = None,
@@ -378,7 +399,7 @@ def quarantine_statements(flow: str, round_no: int,
     """The statements that quarantine ``rows`` inside the caller's transaction (a round's
     batch: rows, quarantine and checkpoint commit together). Upserts keyed by (flow, table,
     key, version): a row seen again is not duplicated."""
-    records = [(flow, q.source_table, q.row_key[:255], q.version, round_no, q.target_table,
+    records = [(flow, q.source_table, q.row_key[:512], q.version, round_no, q.target_table,
                 q.reason[:512], json.dumps(q.original, ensure_ascii=False, sort_keys=True))
                for q in rows]
     return [

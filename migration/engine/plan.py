@@ -5,14 +5,20 @@ Strategies (:class:`migration.enums.Strategy`):
 - ``ts`` (furet's): the first round copies everything, chunked by key range; every later
   round reads the window ``(watermark - overlap, now - safety_lag]`` (``--final``: lag 0)
   with a ``(version, key)`` cursor, split into version sub-ranges, one per worker.
+
+Versions here are ledger values (integers: :mod:`migration.engine.versions`) and keys are
+tuples of column values (:mod:`migration.engine.keys`): the plan is the same whatever the
+column types.
 - ``naive``: ``version > max(version in target)``, one chunk (kept only to show its losses).
 - ``id``: the old ETL, ``id > max(id in target)``, one chunk (kept only to show its losses).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from migration.engine.keys import Key
 
 
 @dataclass(frozen=True)
@@ -23,15 +29,25 @@ class Window:
 
 @dataclass(frozen=True)
 class ChunkSpec:
-    """``kind`` key: ``key_column`` in (key_lo, key_hi]; window: version in (ts_lo, ts_hi]."""
+    """``kind`` key: the key tuple of ``key_column`` (comma-separated names) in
+    (key_lo, key_hi]; window: version in (ts_lo, ts_hi]."""
 
     chunk_no: int
     kind: str
     key_column: str
-    key_lo: Any = None
-    key_hi: Any = None
+    key_lo: Key | None = None
+    key_hi: Key | None = None
     ts_lo: int | None = None
     ts_hi: int | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.key_column.split(","))
+
+
+def key_column_text(columns: Sequence[str]) -> str:
+    """How a chunk names its key columns in the ledger."""
+    return ",".join(columns)
 
 
 def ts_window(watermark: int, now_ms: int, overlap_ms: int, safety_lag_ms: int,
@@ -48,7 +64,8 @@ def ts_window(watermark: int, now_ms: int, overlap_ms: int, safety_lag_ms: int,
 
 def integer_key_chunks(key_column: str, min_key: int | None, max_key: int | None,
                        chunk_rows: int) -> list[ChunkSpec]:
-    """Consecutive key ranges ``(lo, hi]`` of ``chunk_rows`` keys covering [min, max]."""
+    """Consecutive key ranges ``(lo, hi]`` of ``chunk_rows`` keys covering [min, max]
+    (a one-column integer key)."""
     if min_key is None or max_key is None:
         return []
     width = max(1, chunk_rows)
@@ -56,14 +73,15 @@ def integer_key_chunks(key_column: str, min_key: int | None, max_key: int | None
     lo = min_key - 1
     while lo < max_key:
         hi = min(lo + width, max_key)
-        chunks.append(ChunkSpec(len(chunks), "key", key_column, lo, hi))
+        chunks.append(ChunkSpec(len(chunks), "key", key_column, (lo,), (hi,)))
         lo = hi
     return chunks
 
 
-def boundary_key_chunks(key_column: str, boundaries: list[Any]) -> list[ChunkSpec]:
-    """Ranges between sampled key boundaries (string keys): (None, b1], (b1, b2] ... (bn, None]."""
-    edges: list[Any] = [None, *boundaries, None]
+def boundary_key_chunks(key_column: str, boundaries: Sequence[Key]) -> list[ChunkSpec]:
+    """Ranges between key boundaries read by keyset (any other key):
+    (None, b1], (b1, b2] ... (bn, None]."""
+    edges: list[Key | None] = [None, *boundaries, None]
     return [ChunkSpec(i, "key", key_column, edges[i], edges[i + 1])
             for i in range(len(edges) - 1)]
 

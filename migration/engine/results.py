@@ -17,7 +17,8 @@ from migration.errors import FuretError
 
 @dataclass(frozen=True)
 class TableSummary:
-    """One source table of a round: its window ``(lo, hi]``, watermark and counts."""
+    """One source table of a round: its window ``(lo, hi]`` and watermark (ledger values of
+    the version column, :mod:`migration.engine.versions`), its version type and counts."""
 
     source_table: str
     window_lo: int | None
@@ -28,6 +29,8 @@ class TableSummary:
     rows_read: int
     rows_written: int
     rows_quarantined: int
+    version_type: str | None = None   # e.g. "DATETIME(0)", "BIGINT epoch ms"; None: before 3
+    rows_deleted: int = 0             # `version: none` tables with `deletes: propagate`
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class RoundSummary:
     tables: tuple[TableSummary, ...] = ()
     resumed: bool = False                                   # this invocation resumed it
     literals: dict[str, str] = field(default_factory=dict)  # per table: server | python: why
+
+    @property
+    def rows_deleted(self) -> int:
+        """Target rows deleted because their source row is gone (``deletes: propagate``)."""
+        return sum(t.rows_deleted for t in self.tables)
 
     @property
     def rate(self) -> float | None:

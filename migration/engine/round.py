@@ -18,32 +18,58 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pymysql
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from migration.config import DbSettings, FuretConfig
-from migration.db import RETRYABLE_ERRORS, connect, db_error, error_code, query, server_now_ms
-from migration.engine import ledger, plan
+from migration.db import (
+    RETRYABLE_ERRORS,
+    connect,
+    db_error,
+    error_code,
+    query,
+    server_now_us,
+    server_utc_offset_s,
+)
+from migration.engine import ledger, plan, sync
 from migration.engine.cassandra_writer import CassandraWriter
 from migration.engine.galera_writer import GaleraWriter
+from migration.engine.keys import Key, quote
 from migration.engine.ledger import Chunk, RoundRow
-from migration.engine.reader import Cursor, read_batch, select_batch_sql, select_keys_sql
+from migration.engine.reader import (
+    Cursor,
+    next_key_boundary,
+    read_batch,
+    select_batch_sql,
+    select_keys_sql,
+    source_select,
+)
 from migration.engine.results import QuarantineLimitExceeded, RoundSummary
 from migration.engine.sql_pushdown import Pushdown
 from migration.engine.sql_pushdown import plan as plan_pushdown
+from migration.engine.versions import VersionCodec, check_values
 from migration.engine.writer import BatchOutcome, Writer
-from migration.enums import LiteralsPath, Strategy
+from migration.enums import Deletes, LiteralsPath, Strategy
 from migration.errors import FuretError
 from migration.flows.mapping import Flow, TableFlow, load_flow
-from migration.flows.validate import INTEGER_TYPES, TableSchema, read_schema, validate_mariadb_flow
+from migration.flows.validate import (
+    INTEGER_TYPES,
+    TableSchema,
+    read_schema,
+    validate_mariadb_flow,
+    version_codec,
+)
 from migration.progress import Reporter as Progress
 from migration.progress import Silent
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,14 +110,16 @@ class _Run:
     """One invocation of a round: connections per worker thread, the writers, the stop flag."""
 
     def __init__(self, config: FuretConfig, flow: Flow, round_row: RoundRow,
-                 schemas: dict[str, TableSchema], progress: Progress,
-                 cassandra: Any = None,
+                 schemas: dict[str, TableSchema], codecs: dict[str, VersionCodec | None],
+                 progress: Progress, cassandra: Any = None,
                  target_schemas: dict[str, TableSchema] | None = None,
                  literals: str = "auto") -> None:
         self.config = config
         self.flow = flow
         self.round = round_row
         self.schemas = schemas
+        self.codecs = codecs
+        self.target_schemas = target_schemas or {}
         self.progress = progress
         self.source_settings = config.db(flow.source_server)
         self.target_settings = config.target
@@ -105,10 +133,14 @@ class _Run:
         self.pushdowns: dict[str, tuple[Pushdown, GaleraWriter]] = {}
         self.literal_paths: dict[str, str] = {}
         for tf in flow.tables:
+            codec = codecs[tf.source]
             if cassandra is not None:
-                self.writers[tf.source] = CassandraWriter(cassandra, flow.target_database, tf)
+                assert codec is not None, "run_round refuses `version: none` into Cassandra"
+                self.writers[tf.source] = CassandraWriter(cassandra, flow.target_database, tf,
+                                                          codec)
                 continue
-            galera = GaleraWriter(flow.target_database, tf, round_row.strategy, target_schemas)
+            galera = GaleraWriter(flow.target_database, tf, round_row.strategy, target_schemas,
+                                  codec)
             self.writers[tf.source] = galera
             if literals == LiteralsPath.PYTHON:
                 self.literal_paths[tf.source] = "python: asked for"
@@ -142,41 +174,39 @@ class _Run:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _typed_key(self, tf: TableFlow, column: str, value: Any) -> Any:
-        if value is None:
-            return None
-        dtype = self.schemas[tf.source].columns[column].data_type
-        return int(value) if dtype in INTEGER_TYPES else value
-
     def run_chunk(self, chunk: Chunk) -> None:
         tf = self.flow.table(chunk.source_table)
         spec = chunk.spec
+        codec = self.codecs[tf.source]
         columns = tf.source_columns
-        cursor_index = columns.index(spec.key_column) if spec.kind == "key" else 0
+        cursor_columns = spec.columns if spec.kind == "key" else tf.keys
+        cursor_index = [columns.index(c) for c in cursor_columns]
         pushdown = self.pushdowns.get(tf.source)
-        select, literal_index = None, 0
+        select, literal_index = self._values_select(tf), 0
         if pushdown:
-            select, cursor_index, literal_index = pushdown[0].select_list(
-                spec.key_column if spec.kind == "key" else tf.key)
+            select, cursor_index, literal_index = pushdown[0].select_list(cursor_columns)
         settings = self.config.rounds
         target = self.target()
         ledger.claim_chunk(target, chunk)
         target.commit()
-        cursor = Cursor(chunk.cursor_ts, self._typed_key(tf, spec.key_column if spec.kind ==
-                                                         "key" else tf.key, chunk.cursor_key))
+        if spec.kind == "sync":  # a table without a version: copy only what changed
+            self._sync_chunk(tf, chunk)
+            return
+        cursor = Cursor(chunk.cursor_ts, chunk.cursor_key)
         limit = settings.batch_rows
         started = time.monotonic()
         done_rows = 0
         while not self.stop.is_set():
-            sql, args = select_batch_sql(self.flow.source_database, tf.source, columns, tf.key,
-                                         tf.version, spec, cursor, limit, select)
+            sql, args = select_batch_sql(self.flow.source_database, tf.source, columns, tf.keys,
+                                         codec, spec, cursor, limit, select)
             rows = self._read(sql, args)
             if not rows:
                 ledger.finish_chunk(target, chunk)
                 target.commit()
                 return
             last = rows[-1]
-            new_cursor = Cursor(int(last[1]), last[cursor_index])
+            new_cursor = Cursor(None if codec is None else codec.ledger(last[tf.width]),
+                                tuple(last[i] for i in cursor_index))
             size, write = (self._server_literals(tf, pushdown[1], rows, literal_index)
                            if pushdown else self._python_literals(tf, rows))
             self._commit_batch(chunk, len(rows), new_cursor, write)
@@ -189,6 +219,65 @@ class _Run:
                 ahead = done_rows / settings.max_rows_per_second - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
+
+    def _sync_chunk(self, tf: TableFlow, chunk: Chunk) -> None:
+        """A key range of a table without a version (:mod:`migration.engine.sync`): equal
+        checksums end it; else the missing and different rows are copied again and, with
+        ``deletes: propagate``, the rows gone from the source are deleted."""
+        target = self.target()
+        same, count = sync.unchanged(self.source(), target, self.flow, tf, chunk.spec,
+                                     self.schemas[tf.source], self.target_schemas)
+        target.commit()
+        if same:
+            ledger.finish_chunk(target, chunk, read=count)
+            target.commit()
+            self.progress.advance(tf.source, count)
+            return
+        copy, gone = sync.differences(self.source(), target, self.flow, tf, chunk.spec,
+                                      self.schemas[tf.source], self.target_schemas)
+        target.commit()
+        writer = self.writers[tf.source]
+        step = max(1, self.config.rounds.batch_rows)
+        for start in range(0, len(copy), step):
+            rows = self._originals(tf, copy[start:start + step])
+            if rows:
+                self._commit_batch(chunk, len(rows), Cursor(None, tuple(rows[-1][:tf.width])),
+                                   functools.partial(writer.write, rows=rows))
+                self.progress.advance(tf.source, len(rows))
+        deleted = 0
+        if tf.deletes == Deletes.PROPAGATE:
+            for table, keys in gone.items():
+                for sql, args in sync.delete_statements(self.flow, tf, table, keys):
+                    deleted += self._execute(sql, args, table)
+        ledger.finish_chunk(target, chunk, read=max(0, count - len(copy)), deleted=deleted)
+        target.commit()
+
+    def _execute(self, sql: str, args: list[Any], table: str) -> int:
+        """One target statement in its own transaction (retried like a batch)."""
+        return self._in_transaction(lambda cur: int(cur.execute(sql, args)), table)
+
+    def _in_transaction(self, work: Callable[[Any], T], table: str) -> T:
+        """``work(cursor)`` in one target transaction, committed; deadlocks, certification
+        failures and lost links redo it whole, any other error is one line naming ``table``."""
+        for attempt in _retrying():
+            with attempt:
+                target = self.target()
+                if attempt.retry_state.attempt_number > 1:
+                    target.ping(reconnect=True)
+                try:
+                    target.begin()
+                    with target.cursor() as cur:
+                        done = work(cur)
+                    target.commit()
+                    return done
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):
+                        target.rollback()
+                    if isinstance(exc, pymysql.MySQLError) and not _is_retryable(exc):
+                        raise db_error(exc, self.target_settings, self.flow.target_database,
+                                       table) from None
+                    raise
+        raise AssertionError("unreachable")
 
     def _read(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
         for attempt in _retrying():
@@ -210,13 +299,18 @@ class _Run:
         writer = self.writers[tf.source]
         return max(1, sum(len(repr(r)) for r in rows)), lambda cur: writer.write(cur, rows)
 
-    def _originals(self, tf: TableFlow, keys: list[Any]) -> list[tuple[Any, ...]]:
+    def _values_select(self, tf: TableFlow) -> str:
+        """The select list of the Python path (source rows as values)."""
+        return source_select(tf.source_columns, {n: c.data_type for n, c in
+                                                 self.schemas[tf.source].columns.items()})
+
+    def _originals(self, tf: TableFlow, keys: list[Key]) -> list[tuple[Any, ...]]:
         """Rows read again by key, as source values (for the Python path)."""
         if not keys:
             return []
-        sql = select_keys_sql(self.flow.source_database, tf.source, tf.source_columns, tf.key,
-                              len(keys))
-        return self._read(sql, list(keys))
+        sql, args = select_keys_sql(self.flow.source_database, tf.source, tf.source_columns,
+                                    tf.keys, keys, self._values_select(tf))
+        return self._read(sql, args)
 
     def _server_literals(self, tf: TableFlow, writer: GaleraWriter,
                          rows: list[tuple[Any, ...]], first: int
@@ -224,9 +318,10 @@ class _Run:
         """(size, write) of a batch read as server-built literals (from column ``first``):
         clean rows are written as they came, rows with a reason (``!...``) are read again
         by key and go through Python."""
+        width = tf.width
         clean = [r[first:] for r in rows if r[first][:1] != b"!"]
-        keys = [r[0] for r in rows if r[first][:1] != b"!"]
-        dirty = self._originals(tf, [r[0] for r in rows if r[first][:1] == b"!"])
+        keys = [tuple(r[:width]) for r in rows if r[first][:1] != b"!"]
+        dirty = self._originals(tf, [tuple(r[:width]) for r in rows if r[first][:1] == b"!"])
 
         def write(cur: Any) -> BatchOutcome:
             outcome = writer.write_literals(cur, clean, keys,
@@ -241,99 +336,157 @@ class _Run:
     def _commit_batch(self, chunk: Chunk, read: int, cursor: Cursor,
                       write: Callable[[Any], BatchOutcome]) -> None:
         """Rows + quarantine + checkpoint in one target transaction."""
-        for attempt in _retrying():
-            with attempt:
-                target = self.target()
-                if attempt.retry_state.attempt_number > 1:
-                    target.ping(reconnect=True)
-                try:
-                    target.begin()
-                    with target.cursor() as cur:
-                        outcome = write(cur)
-                        for statement in ledger.quarantine_statements(
-                                self.flow.name, self.round.round_no, outcome.quarantined):
-                            cur.execute(statement)
-                        if not ledger.checkpoint(cur, chunk, cursor.ts, cursor.key, read,
-                                                 outcome.written, len(outcome.quarantined)):
-                            raise FuretError(
-                                f"flow {self.flow.name} round {self.round.round_no} table "
-                                f"{chunk.source_table} chunk {chunk.spec.chunk_no}: checkpoint "
-                                "moved under us (another runner?); nothing was written")
-                    target.commit()
-                except BaseException as exc:
-                    with contextlib.suppress(Exception):
-                        target.rollback()
-                    if isinstance(exc, pymysql.MySQLError) and not _is_retryable(exc):
-                        raise db_error(exc, self.target_settings,
-                                       self.flow.target_database, chunk.source_table) from None
-                    raise
-                chunk.batches += 1
-                return
-        raise AssertionError("unreachable")
+
+        def batch(cur: Any) -> None:
+            outcome = write(cur)
+            for statement in ledger.quarantine_statements(self.flow.name, self.round.round_no,
+                                                          outcome.quarantined):
+                cur.execute(statement)
+            if not ledger.checkpoint(cur, chunk, cursor.ts, cursor.key, read, outcome.written,
+                                     len(outcome.quarantined)):
+                raise FuretError(
+                    f"flow {self.flow.name} round {self.round.round_no} table "
+                    f"{chunk.source_table} chunk {chunk.spec.chunk_no}: checkpoint moved "
+                    "under us (another runner?); nothing was written")
+
+        self._in_transaction(batch, chunk.source_table)
+        chunk.batches += 1
+
+
+def _describe(codec: VersionCodec | None) -> str:
+    return "none" if codec is None else codec.describe()
+
+
+def _key_chunks(source: pymysql.connections.Connection, flow: Flow, tf: TableFlow,
+                schema: TableSchema, chunk_rows: int) -> list[plan.ChunkSpec]:
+    """Round 1's key ranges: arithmetic on MIN/MAX for one integer column, else bounds read
+    by keyset nibbles (``chunk_rows`` rows apart), never every key of the table."""
+    text = plan.key_column_text(tf.keys)
+    table = f"{quote(flow.source_database)}.{quote(tf.source)}"
+    if len(tf.keys) == 1 and schema.columns[tf.keys[0]].data_type in INTEGER_TYPES:
+        column = quote(tf.keys[0])
+        lo_key, hi_key = query(source, f"SELECT MIN({column}), MAX({column}) FROM {table}")[0]
+        return plan.integer_key_chunks(text, lo_key, hi_key, chunk_rows)
+    bounds: list[Key] = []
+    lo: Key | None = None
+    while True:
+        sql, args = next_key_boundary(flow.source_database, tf.source, tf.keys, lo, chunk_rows)
+        found = query(source, sql, args)
+        if not found:
+            break
+        lo = tuple(found[0])
+        bounds.append(lo)
+    return plan.boundary_key_chunks(text, bounds)
+
+
+def _check_versions(source: pymysql.connections.Connection, settings: DbSettings, flow: Flow,
+                    codecs: dict[str, VersionCodec | None], now_us: int) -> None:
+    """Refuse version columns whose values a wrong unit or time zone makes unreadable
+    (:func:`migration.engine.versions.check_values`), and DATETIME versions on a server
+    whose zone is not UTC when the flow does not say which zone they are in."""
+    zone: tuple[int, str] | None = None
+    for tf in flow.tables:
+        codec = codecs[tf.source]
+        if codec is None:
+            continue
+        where = (f"flow {flow.name}: {settings.where} database {flow.source_database} "
+                 f"table {tf.source}")
+        if codec.data_type == "datetime" and not tf.version_timezone:
+            if zone is None:
+                with contextlib.closing(connect(settings, time_zone=None)) as own:
+                    zone = server_utc_offset_s(own)
+            if zone[0] != 0:
+                raise FuretError(
+                    f"{where}: version column {tf.version} is DATETIME (no time zone) and the "
+                    f"server's time zone is {zone[1]}, UTC{zone[0] / 3600:+g}h: say which zone "
+                    "the application writes it in with version_timezone: (e.g. '+01:00' or "
+                    "Europe/Paris; UTC if it writes UTC)")
+        highest = query(source, f"SELECT MAX({quote(tf.version)}) FROM "
+                                f"{quote(flow.source_database)}.{quote(tf.source)}")[0][0]
+        check_values(codec, where, codec.ledger(highest), codec.from_micros(now_us))
 
 
 def _plan_round(conn: pymysql.connections.Connection, source: pymysql.connections.Connection,
                 config: FuretConfig, flow: Flow, options: RoundOptions,
-                schemas: dict[str, TableSchema], round_no: int
+                schemas: dict[str, TableSchema], codecs: dict[str, VersionCodec | None],
+                round_no: int
                 ) -> tuple[RoundRow, dict[str, tuple[int | None, int | None]],
-                           dict[str, list[plan.ChunkSpec]]]:
+                           dict[str, list[plan.ChunkSpec]], dict[str, str]]:
+    """The round's row, its window and chunks per table (ledger values: the version
+    column's own unit), and the version type each window is in."""
     rs = config.rounds
-    now = server_now_ms(source)
+    now_us = server_now_us(source)
     windows: dict[str, tuple[int | None, int | None]] = {}
     chunks: dict[str, list[plan.ChunkSpec]] = {}
+    types = {tf.source: _describe(codecs[tf.source]) for tf in flow.tables}
+    _check_versions(source, config.db(flow.source_server), flow, codecs, now_us)
     if options.strategy == Strategy.TS:
         marks = ledger.last_watermarks(conn, flow.name)
         full = any(tf.source not in marks for tf in flow.tables)
         kind = "full" if full else "window"
         for tf in flow.tables:
-            table = f"`{flow.source_database}`.`{tf.source}`"
+            codec = codecs[tf.source]
+            if codec is None:  # no version: key ranges, copied (round 1) or synced
+                windows[tf.source] = (None, None)
+                chunks[tf.source] = [dataclasses.replace(c, kind="key" if full else "sync")
+                                     for c in _key_chunks(source, flow, tf, schemas[tf.source],
+                                                          rs.chunk_rows)]
+                continue
+            now = codec.from_micros(now_us)
+            lag, overlap = codec.duration(rs.safety_lag_ms), codec.duration(rs.overlap_ms)
             if full:
-                hi = now if options.final else now - rs.safety_lag_ms
-                windows[tf.source] = (None, hi)
-                if schemas[tf.source].columns[tf.key].data_type in INTEGER_TYPES:
-                    lo_key, hi_key = query(source, f"SELECT MIN(`{tf.key}`), MAX(`{tf.key}`) "
-                                                   f"FROM {table}")[0]
-                    chunks[tf.source] = plan.integer_key_chunks(tf.key, lo_key, hi_key,
-                                                                rs.chunk_rows)
-                else:
-                    keys = query(source, f"SELECT `{tf.key}` FROM {table} ORDER BY `{tf.key}`")
-                    bounds = [k[0] for k in keys[rs.chunk_rows - 1::rs.chunk_rows]]
-                    chunks[tf.source] = plan.boundary_key_chunks(tf.key, bounds)
-            else:
-                window = plan.ts_window(marks[tf.source], now, rs.overlap_ms, rs.safety_lag_ms,
-                                        options.final)
-                windows[tf.source] = (window.lo, window.hi)
-                chunks[tf.source] = plan.window_chunks(tf.key, window, rs.workers)
+                windows[tf.source] = (None, now if options.final else now - lag)
+                chunks[tf.source] = _key_chunks(source, flow, tf, schemas[tf.source],
+                                                rs.chunk_rows)
+                continue
+            mark, was = marks[tf.source]
+            if was is not None and was != types[tf.source]:
+                raise FuretError(f"flow {flow.name} table {tf.source}: the last round's "
+                                 f"watermark is in {was}, the version column is now "
+                                 f"{types[tf.source]}: start the flow again (`furet round "
+                                 "--flow` on an emptied ledger) or restore the old type")
+            window = plan.ts_window(mark, now, overlap, lag, options.final)
+            windows[tf.source] = (window.lo, window.hi)
+            chunks[tf.source] = plan.window_chunks(plan.key_column_text(tf.keys), window,
+                                                   rs.workers)
     else:
         kind = str(options.strategy)
         for tf in flow.tables:
+            codec = codecs[tf.source]
+            if len(tf.keys) != 1 or codec is None or codec.temporal:
+                raise FuretError(f"flow {flow.name} table {tf.source}: --strategy "
+                                 f"{options.strategy} needs a one-column key and an integer "
+                                 "version (it only exists to show what it loses)")
             tm = tf.targets[0]
             column = (tf.version if options.strategy == Strategy.NAIVE
-                      else (tf.id_column or tf.key))
+                      else (tf.id_column or tf.keys[0]))
             target_column = tm.target_of(column)
             if target_column is None:
                 raise FuretError(f"flow {flow.name} table {tf.source}: --strategy "
                                  f"{options.strategy} needs {column} mapped into {tm.table}")
-            mark = query(conn, f"SELECT MAX(`{target_column}`) FROM "
-                               f"`{flow.target_database}`.`{tm.table}`")[0][0]
-            mark = None if mark is None else int(mark)
-            windows[tf.source] = (mark, None)
+            found = query(conn, f"SELECT MAX({quote(target_column)}) FROM "
+                                f"{quote(flow.target_database)}.{quote(tm.table)}")[0][0]
+            top = None if found is None else int(found)
+            windows[tf.source] = (top, None)
             if options.strategy == Strategy.NAIVE:
-                chunks[tf.source] = plan.window_chunks(tf.key, plan.Window(mark, None), 1)
+                chunks[tf.source] = plan.window_chunks(tf.keys[0], plan.Window(top, None), 1)
             else:
-                chunks[tf.source] = [plan.ChunkSpec(0, "key", column, mark, None)]
-    row = RoundRow(flow.name, round_no, options.strategy, kind, options.final, "running", now)
-    return row, windows, chunks
+                chunks[tf.source] = [plan.ChunkSpec(0, "key", column,
+                                                    None if top is None else (top,), None)]
+    row = RoundRow(flow.name, round_no, options.strategy, kind, options.final, "running",
+                   now_us // 1000)
+    return row, windows, chunks, types
 
 
 def _watermarks(conn: pymysql.connections.Connection, flow: Flow,
                 round_row: RoundRow) -> dict[str, int | None]:
-    """ts: the planned window's end; naive/id: the highest cursor the chunks reached."""
+    """ts: the planned window's end (0 for a table without a version: it has been copied
+    once); naive/id: the highest cursor the chunks reached."""
     marks: dict[str, int | None] = {}
     for tf in flow.tables:
         lo, hi = ledger.round_window(conn, flow.name, round_row.round_no, tf.source)
         if round_row.strategy == Strategy.TS:
-            marks[tf.source] = hi
+            marks[tf.source] = hi if tf.version else 0
         else:
             top = ledger.highest_cursor(conn, flow.name, round_row.round_no, tf.source,
                                         "ts" if round_row.strategy == Strategy.NAIVE else "key")
@@ -347,7 +500,7 @@ def run_round(config: FuretConfig, options: RoundOptions,
     """Run (or resume) the next round of ``options.flow``; return its summary as the ledger
     recorded it. Raises :class:`QuarantineLimitExceeded` (carrying the summary) when the
     round quarantined more rows than ``options.max_quarantined``."""
-    flow = load_flow(options.flow)
+    flow = load_flow(options.flow, flows_dir=config.flows.dir)
     to_cassandra = flow.target_kind == "cassandra"
     if to_cassandra and options.strategy != Strategy.TS:
         raise FuretError(f"flow {flow.name}: --strategy {options.strategy} needs a MariaDB "
@@ -361,6 +514,14 @@ def run_round(config: FuretConfig, options: RoundOptions,
         stack.callback(conn.close)
         schemas = validate_mariadb_flow(flow, source, source_settings,
                                         None if to_cassandra else conn, target_settings)
+        codecs: dict[str, VersionCodec | None] = {}
+        for tf in flow.tables:
+            codecs[tf.source] = version_codec(flow, tf, schemas[tf.source])
+            if codecs[tf.source] is None and to_cassandra:
+                raise FuretError(
+                    f"flow {flow.name} table {tf.source}: `version: none` needs a MariaDB "
+                    "target (changes are found by SQL checksums on both sides); add a version "
+                    f"with `furet legacy add-version --table {tf.source}`")
         cassandra = None
         if to_cassandra:
             from migration.cassandra_session import cassandra_session
@@ -387,10 +548,10 @@ def run_round(config: FuretConfig, options: RoundOptions,
             ledger.note_invocation(conn, flow.name, last.round_no)
         else:
             round_no = (last.round_no + 1) if last else 1
-            round_row, windows, chunk_specs = _plan_round(conn, source, config, flow, options,
-                                                          schemas, round_no)
+            round_row, windows, chunk_specs, types = _plan_round(
+                conn, source, config, flow, options, schemas, codecs, round_no)
             ledger.create_round(conn, round_row, config.rounds.overlap_ms,
-                                config.rounds.safety_lag_ms, windows, chunk_specs)
+                                config.rounds.safety_lag_ms, windows, chunk_specs, types)
         if on_start:
             on_start(round_row, resumed)
         todo = ledger.pending_chunks(conn, flow.name, round_row.round_no)
@@ -404,7 +565,7 @@ def run_round(config: FuretConfig, options: RoundOptions,
         target_schemas = {} if to_cassandra else {
             tm.table: read_schema(conn, target_settings, flow.target_database, tm.table)
             for tf in flow.tables for tm in tf.targets}
-        run = _Run(config, flow, round_row, schemas, sink, cassandra,
+        run = _Run(config, flow, round_row, schemas, codecs, sink, cassandra,
                    {k: v for k, v in target_schemas.items() if v is not None},
                    options.literals)
         stack.callback(run.close)

@@ -4,7 +4,7 @@ Profiling a worker showed Python CPU per row as the limit of a round: parsing ev
 in PyMySQL, then escaping it again with :mod:`migration.sql_literals`. When every mapped
 column can be expressed in SQL, the batch read instead asks the source for, per row::
 
-    key, version[, cursor column], reason or literal of target 1[, literal of target 2 ...]
+    key columns, version[, cursor column], reason or literal of target 1[, literal 2 ...]
 
 - ``literal``: the ``(v1,v2,...)`` text of the row for one target's upsert, built with
   ``QUOTE()`` (NULL becomes the bare word NULL), ``CONVERT(... USING utf8mb4)`` (the target
@@ -51,23 +51,25 @@ class Pushdown:
     """The server-side part of one source table's batch read."""
 
     table: str
-    key: str
+    keys: tuple[str, ...]
     version: str
     reason: str                  # SQL: NULL for a clean row
     literals: tuple[str, ...]    # SQL: one row literal per target, as bytes
 
-    def select_list(self, cursor_column: str) -> tuple[str, int, int]:
-        """(select list, index of the cursor column, index of the first literal) of a batch
-        read: ``key, version[, cursor column], reason or literal 1[, literal 2 ...]``.
+    def select_list(self, cursor_columns: tuple[str, ...]) -> tuple[str, list[int], int]:
+        """(select list, indexes of the cursor columns, index of the first literal) of a
+        batch read: ``key columns, version[, cursor column], reason or literal 1[, ...]``.
 
         The reason and the first literal share one column (every column costs PyMySQL CPU
         per row): ``!<reason>`` for a row to recheck in Python, the literal otherwise.
         """
-        head = [f"`{self.key}`", f"`{self.version}`"]
-        cursor_index = 0
-        if cursor_column != self.key:
-            head.append(f"`{cursor_column}`")
-            cursor_index = 2
+        head = [f"`{c}`" for c in (*self.keys, *([self.version] if self.version else []))]
+        cursor_index = list(range(len(self.keys)))
+        if cursor_columns != self.keys:
+            cursor_index = []
+            for column in cursor_columns:
+                cursor_index.append(len(head))
+                head.append(f"`{column}`")
         first = self.literals[0] if self.reason == "NULL" else \
             f"COALESCE(CONVERT(CONCAT('!', {self.reason}) USING binary), {self.literals[0]})"
         return ", ".join([*head, first, *self.literals[1:]]), cursor_index, len(head)
@@ -156,5 +158,5 @@ def plan(table_flow: TableFlow, source: TableSchema, targets: dict[str, TableSch
         return None, str(exc)
     reason = ("CASE " + " ".join(f"WHEN {cond} THEN {why}" for cond, why in checks) + " END"
               if checks else "NULL")
-    return Pushdown(table_flow.source, table_flow.key, table_flow.version, reason,
+    return Pushdown(table_flow.source, table_flow.keys, table_flow.version, reason,
                     tuple(literals)), "server-built literals"

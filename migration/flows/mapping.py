@@ -1,9 +1,17 @@
 """Flows as data: load and check the YAML mappings of ``migration/flows/*.yml``.
 
 A flow copies tables of one source database into one target (MariaDB/Galera database or
-Cassandra keyspace). Per source table: its ``key`` (the row identity and the chunking
-column), its ``version`` column (epoch ms, bigger = newer) and one or more target tables,
-each a map ``target column: source column`` or ``target column: {from: col, transform: t}``.
+Cassandra keyspace). Per source table:
+
+- ``key``: the row identity and the chunking order, one column or a list of columns (a
+  composite primary key: ``key: [order_id, line_no]``);
+- ``version``: the column that says which copy of a row is newer (epoch seconds, ms or us
+  in an integer, a TIMESTAMP or a DATETIME: :mod:`migration.engine.versions`), with
+  ``version_unit:`` (integer columns) and ``version_timezone:`` (DATETIME) to override
+  what the type implies; ``version: none`` for a table without one;
+- ``deletes``: ``keep`` (default) or ``propagate`` (tables without a version column);
+- one or more target tables, each a map ``target column: source column`` or
+  ``target column: {from: col, transform: t}``.
 
 This module checks a mapping's shape (no server needed); :mod:`migration.flows.validate`
 checks it against the live schemas before any row moves.
@@ -19,7 +27,9 @@ from typing import Any
 
 import yaml
 
+from migration.enums import Deletes, VersionUnit
 from migration.errors import FuretError
+from migration.flows.locate import check_declared_name, locate_flow
 
 FLOWS_DIR = Path(__file__).resolve().parent
 
@@ -96,15 +106,19 @@ class TargetMap:
 @dataclass(frozen=True)
 class TableFlow:
     source: str
-    key: str
-    version: str
+    keys: tuple[str, ...]
+    version: str                      # "" for `version: none`
     targets: tuple[TargetMap, ...]
     id_column: str = ""  # the auto-increment column the old ETL tracks (--strategy id)
+    version_unit: str = ""            # integer versions: s, ms or us ("" = from the type)
+    version_timezone: str = ""        # DATETIME versions: the application's zone ("" = UTC)
+    deletes: Deletes = Deletes.KEEP
 
     @property
     def source_columns(self) -> tuple[str, ...]:
-        """Columns to read: key and version first, then every mapped one once."""
-        seen = [self.key, self.version]
+        """Columns to read: the key columns and the version first, then every mapped one
+        once (a row's key is ``row[:len(keys)]``, its version ``row[len(keys)]``)."""
+        seen = [*self.keys, *([self.version] if self.version else [])]
         for target in self.targets:
             for col in target.columns:
                 if col.source not in seen:
@@ -114,6 +128,15 @@ class TableFlow:
         if self.id_column and self.id_column not in seen:
             seen.append(self.id_column)
         return tuple(seen)
+
+    @property
+    def width(self) -> int:
+        """Number of key columns: a row's key is ``row[:width]``, its version ``row[width]``."""
+        return len(self.keys)
+
+    def target_keys(self, target: TargetMap) -> tuple[str, ...]:
+        """The key columns' names in ``target``."""
+        return tuple(target.target_of(k) or k for k in self.keys)
 
 
 @dataclass(frozen=True)
@@ -162,6 +185,19 @@ def _columns(raw: Any, where: str) -> tuple[ColumnMap, ...]:
     return tuple(columns)
 
 
+def _keys(raw: Any, where: str) -> tuple[str, ...]:
+    """``key: id`` or ``key: [order_id, line_no]``."""
+    if isinstance(raw, str) and raw:
+        return (raw,)
+    if isinstance(raw, list) and raw and all(isinstance(k, str) and k for k in raw):
+        if len(set(raw)) != len(raw):
+            raise FuretError(f"{where}: 'key' lists a column twice")
+        return tuple(raw)
+    if raw in (None, "", []):
+        raise FuretError(f"{where}: missing 'key'")
+    raise FuretError(f"{where}: 'key' must be a column name or a list of column names")
+
+
 def parse_flow(data: Any, path: str = "<flow>") -> Flow:
     if not isinstance(data, dict):
         raise FuretError(f"flow file {path}: expected a mapping")
@@ -183,8 +219,21 @@ def parse_flow(data: Any, path: str = "<flow>") -> Flow:
             raise FuretError(f"{where}: each entry of 'tables' must be a mapping")
         src = _need(raw, "source", f"{where} table")
         twhere = f"{where} table {src}"
-        key = _need(raw, "key", twhere)
+        keys = _keys(raw.get("key"), twhere)
         version = _need(raw, "version", twhere)
+        version = "" if version == "none" else version
+        unit = str(raw.get("version_unit", "") or "")
+        if unit and unit not in VersionUnit.choices():
+            raise FuretError(f"{twhere}: version_unit {unit!r} is not one of "
+                             f"{', '.join(VersionUnit.choices())}")
+        try:
+            deletes = Deletes(str(raw.get("deletes", Deletes.KEEP)))
+        except ValueError:
+            raise FuretError(f"{twhere}: deletes {raw.get('deletes')!r} is not one of "
+                             f"{', '.join(Deletes.choices())}") from None
+        if deletes == Deletes.PROPAGATE and version:
+            raise FuretError(f"{twhere}: deletes: propagate needs `version: none` (a round "
+                             "finds deleted rows by chunk checksums only without a version)")
         targets = []
         for traw in _need(raw, "targets", twhere, list):
             ttable = _need(traw, "table", f"{twhere} target")
@@ -196,12 +245,14 @@ def parse_flow(data: Any, path: str = "<flow>") -> Flow:
                                       _need(rt, "from", f"{twhere} ref_time"),
                                       str(rt.get("table", "bo_ref_time")))
             target_map = TargetMap(ttable, cols, ref_time)
-            if target_map.target_of(key) is None:
-                raise FuretError(f"{twhere} -> {ttable}: key column {key} is not mapped")
-            if target_map.target_of(version) is None:
+            for key in keys:
+                if target_map.target_of(key) is None:
+                    raise FuretError(f"{twhere} -> {ttable}: key column {key} is not mapped")
+            if version and target_map.target_of(version) is None:
                 raise FuretError(f"{twhere} -> {ttable}: version column {version} is not mapped")
             targets.append(target_map)
-        tables.append(TableFlow(src, key, version, tuple(targets), str(raw.get("id_column", ""))))
+        tables.append(TableFlow(src, keys, version, tuple(targets), str(raw.get("id_column", "")),
+                                unit, str(raw.get("version_timezone", "") or ""), deletes))
     return Flow(
         name=name, description=str(data.get("description", "")),
         source_server=str(source.get("server", "legacy")),
@@ -216,15 +267,16 @@ def flow_names(directory: Path = FLOWS_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yml"))
 
 
-def load_flow(name_or_path: str, directory: Path = FLOWS_DIR) -> Flow:
-    """A shipped flow by name (``runtime``) or a YAML file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = directory / f"{name_or_path}.yml"
-    if not path.is_file():
-        raise FuretError(f"unknown flow {name_or_path!r} (shipped: {', '.join(flow_names())})")
+def load_flow(name_or_path: str, directory: Path = FLOWS_DIR, flows_dir: str | Path = "") -> Flow:
+    """A flow by name (shipped in ``directory``, or deployed in ``flows_dir``: config
+    ``flows.dir``) or a YAML file by path; the search rules are in :mod:`.locate`."""
+    path = locate_flow(name_or_path, flows_dir, directory)
     try:
         data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise FuretError(f"flow file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise FuretError(f"flow file {path}: not valid YAML ({exc.__class__.__name__})") from None
-    return parse_flow(data, str(path))
+    flow = parse_flow(data, str(path))
+    check_declared_name(flow.name, name_or_path, path)
+    return flow

@@ -1,8 +1,10 @@
 """Check a flow against the live schemas (information_schema) before any row moves.
 
 Unknown tables or columns on either side, a key that is not unique in the target, a
-NOT NULL target column without default that nothing fills: each is one FuretError naming
-the flow, the server, the database, the table and the column.
+version column of a type that cannot be one, a NOT NULL target column without default that
+nothing fills: each is one FuretError naming the flow, the server, the database, the table
+and the column. :func:`version_codec` gives each table's version column codec
+(:mod:`migration.engine.versions`), from the same schema read.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import pymysql
 
 from migration.config import CassandraSettings, DbSettings
 from migration.db import db_error, query
+from migration.engine.versions import VersionCodec, codec_for
 from migration.errors import FuretError
-from migration.flows.mapping import Flow
+from migration.flows.mapping import Flow, TableFlow
 
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
 
@@ -27,6 +30,8 @@ class ColumnInfo:
     nullable: bool
     has_default: bool
     auto_increment: bool
+    precision: int = 0          # fractional seconds of TIMESTAMP/DATETIME/TIME
+    charset: str = ""           # text columns' character set
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,21 @@ class TableSchema:
     table: str
     columns: dict[str, ColumnInfo]
     unique_keys: tuple[tuple[str, ...], ...]
+    unique_names: tuple[str, ...] = ()     # index name of each unique key (PRIMARY, ...)
+
+    def other_unique_keys(self, key: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, columns) of the unique keys that are not ``key``: a row can collide with
+        another row on them."""
+        names = self.unique_names or tuple(f"unique{i}" for i in range(len(self.unique_keys)))
+        return [(n, cols) for n, cols in zip(names, self.unique_keys, strict=True)
+                if set(cols) != set(key)]
 
 
 def read_schema(conn: pymysql.connections.Connection, settings: DbSettings, database: str,
                 table: str) -> TableSchema | None:
     try:
-        rows = query(conn, "SELECT column_name, data_type, is_nullable, column_default, extra "
+        rows = query(conn, "SELECT column_name, data_type, is_nullable, column_default, extra, "
+                           "datetime_precision, character_set_name "
                            "FROM information_schema.columns WHERE table_schema = %s AND "
                            "table_name = %s ORDER BY ordinal_position", (database, table))
         keys = query(conn, "SELECT index_name, column_name FROM information_schema.statistics "
@@ -52,18 +66,34 @@ def read_schema(conn: pymysql.connections.Connection, settings: DbSettings, data
         return None
     columns = {
         str(name): ColumnInfo(str(name), str(dtype).lower(), nullable == "YES",
-                              default is not None, "auto_increment" in str(extra))
-        for name, dtype, nullable, default, extra in rows
+                              default is not None, "auto_increment" in str(extra),
+                              int(precision or 0), str(charset or ""))
+        for name, dtype, nullable, default, extra, precision, charset in rows
     }
     unique: dict[str, list[str]] = {}
     for index, column in keys:
         unique.setdefault(str(index), []).append(str(column))
-    return TableSchema(database, table, columns, tuple(tuple(v) for v in unique.values()))
+    return TableSchema(database, table, columns, tuple(tuple(v) for v in unique.values()),
+                       tuple(unique))
+
+
+def version_codec(flow: Flow, tf: TableFlow, schema: TableSchema) -> VersionCodec | None:
+    """The codec of ``tf``'s version column (None for ``version: none``)."""
+    if not tf.version:
+        return None
+    info = schema.columns[tf.version]
+    where = f"flow {flow.name} database {flow.source_database} table {tf.source}"
+    return codec_for(where, tf.version, info.data_type, info.precision, tf.version_unit,
+                     tf.version_timezone)
 
 
 def _fail(flow: Flow, settings: DbSettings, database: str, table: str, what: str) -> FuretError:
     return FuretError(f"flow {flow.name}: {settings.where} database {database} "
                       f"table {table}: {what}")
+
+
+def _names(columns: tuple[str, ...]) -> str:
+    return repr(columns[0]) if len(columns) == 1 else "(" + ", ".join(columns) + ")"
 
 
 def validate_mariadb_flow(flow: Flow, source: pymysql.connections.Connection,
@@ -81,12 +111,10 @@ def validate_mariadb_flow(flow: Flow, source: pymysql.connections.Connection,
             if column not in schema.columns:
                 raise _fail(flow, source_settings, flow.source_database, tf.source,
                             f"unknown column {column!r} in the mapping")
-        if not any(keys == (tf.key,) for keys in schema.unique_keys):
+        if not any(set(keys) == set(tf.keys) for keys in schema.unique_keys):
             raise _fail(flow, source_settings, flow.source_database, tf.source,
-                        f"key column {tf.key!r} is not a primary or unique key")
-        if schema.columns[tf.version].data_type not in INTEGER_TYPES:
-            raise _fail(flow, source_settings, flow.source_database, tf.source,
-                        f"version column {tf.version!r} is not an integer (epoch ms)")
+                        f"key {_names(tf.keys)} is not a primary or unique key")
+        version_codec(flow, tf, schema)
         sources[tf.source] = schema
         if target is None or target_settings is None:
             continue
@@ -102,10 +130,10 @@ def validate_mariadb_flow(flow: Flow, source: pymysql.connections.Connection,
                 if column not in tschema.columns:
                     raise _fail(flow, target_settings, flow.target_database, tm.table,
                                 f"unknown column {column!r} in the mapping")
-            key_target = tm.target_of(tf.key)
-            if not any(keys == (key_target,) for keys in tschema.unique_keys):
+            key_target = tf.target_keys(tm)
+            if not any(set(keys) == set(key_target) for keys in tschema.unique_keys):
                 raise _fail(flow, target_settings, flow.target_database, tm.table,
-                            f"key column {key_target!r} is not a primary or unique key "
+                            f"key {_names(key_target)} is not a primary or unique key "
                             "(upserts need one)")
             for info in tschema.columns.values():
                 if (info.name not in mapped and not info.nullable and not info.has_default

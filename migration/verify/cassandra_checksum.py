@@ -8,12 +8,18 @@ the ring cannot be read per source key range; instead one pass over the whole ta
 ``COUNT`` and ``BIT_XOR`` per source chunk. Rows are never held in memory, except in the
 drill-down pass, which keeps only the rows of mismatching chunks (and, under a window, the
 rows of the keys those chunks hold on the source).
+
+A row's key is the tuple of the target columns the flow maps the source key to (partition
+and clustering columns alike); its version is read back as a ledger value of the flow
+table's codec: a ``bigint`` as it is, a ``timestamp`` (the driver's naive UTC datetime)
+through the codec, which reads it as the writer wrote it (a DATETIME version's wall time).
 """
 
 from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import datetime
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +27,12 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from migration.verify.chunks import Range
-from migration.verify.mysql_checksum import RowInfo
-from migration.verify.normalise import hash_texts, value_text
-from migration.verify.window import TimeWindow
+from migration.canonical import value_text
+from migration.engine.keys import Key
+from migration.engine.versions import EPOCH, US, VersionCodec
+from migration.rowhash import hash_texts
+from migration.verify.chunks import Range, as_key
+from migration.verify.mysql_checksum import INTEGER_VERSION, RowInfo
 
 MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1
@@ -60,16 +68,25 @@ class CassandraSide:
     session: Any
     keyspace: str
     table: str
-    key: str                       # target column holding the source key
+    keys: tuple[str, ...]          # target columns holding the source key, flow order
     version: str                   # target column holding the source version
     columns: tuple[str, ...]       # compared target columns, in mapping order
     partition_key: tuple[str, ...]
     primary_key: tuple[str, ...]
     profile: str = PROFILE
+    codec: VersionCodec = INTEGER_VERSION  # the flow table's version codec
 
     @property
     def where(self) -> str:
         return f"cassandra keyspace {self.keyspace} table {self.table}"
+
+    def version_of(self, value: Any) -> int | None:
+        """A version read back from Cassandra as a ledger value."""
+        if isinstance(value, datetime.datetime) and not self.codec.temporal:
+            # a timestamp column holding an epoch-integer version: the instant
+            moment = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+            return self.codec.from_micros((moment - EPOCH) // US)
+        return self.codec.ledger(value)
 
 
 def table_keys(session: Any, keyspace: str, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -85,7 +102,10 @@ def table_keys(session: Any, keyspace: str, table: str) -> tuple[tuple[str, ...]
 
 
 class Locator:
-    """Which chunk (index in ``chunks``, ordered and contiguous) holds a key or a version."""
+    """Which chunk (index in ``chunks``, ordered and contiguous) holds a key or a version.
+
+    Keys are tuples (an integer bound ``5`` of a single integer key is ``(5,)``) compared
+    in Python order: see :mod:`migration.verify.chunks` for text keys."""
 
     def __init__(self, chunks: Sequence[Range]) -> None:
         self.chunks = list(chunks)
@@ -93,10 +113,16 @@ class Locator:
         self.open_end = bool(self.chunks) and self.chunks[-1].hi is None
         if self.open_end:
             self.his = self.his[:-1]
+        self.by_key = bool(self.chunks) and self.chunks[0].kind == "key"
+        if self.by_key:
+            self.his = [as_key(h) for h in self.his]
 
     def find(self, value: Any) -> int | None:
+        """``value``: a key tuple (or a bare integer key) or a version."""
         if not self.chunks or value is None:
             return None
+        if self.by_key:
+            value = as_key(value)
         i = bisect.bisect_left(self.his, value)
         if i >= len(self.chunks):
             return None
@@ -111,8 +137,8 @@ class ScanResult:
     kept: list[RowInfo] = field(default_factory=list)
 
 
-def scan(side: CassandraSide, chunk_of: Callable[[Any, int | None], int | None],
-         keep: Callable[[Any, Any], bool] | None = None, splits: int = 64,
+def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
+         keep: Callable[[Key, int | None], bool] | None = None, splits: int = 64,
          workers: int = 4, fetch_size: int = 5000,
          on_rows: Callable[[int], None] | None = None,
          throttle: Callable[[int], None] | None = None) -> ScanResult:
@@ -124,7 +150,7 @@ def scan(side: CassandraSide, chunk_of: Callable[[Any, int | None], int | None],
     from cassandra.query import SimpleStatement
 
     cols = list(side.columns)
-    key_i = cols.index(side.key)
+    key_is = [cols.index(k) for k in side.keys]
     version_i = cols.index(side.version)
     token = f"token({', '.join(side.partition_key)})"
     cql = (f"SELECT {', '.join(cols)} FROM {side.keyspace}.{side.table} "
@@ -138,7 +164,8 @@ def scan(side: CassandraSide, chunk_of: Callable[[Any, int | None], int | None],
         result = side.session.execute(statement, rng, execution_profile=side.profile)
         pending = 0
         for row in result:
-            key, version = row[key_i], row[version_i]
+            key = tuple(row[i] for i in key_is)
+            version = side.version_of(row[version_i])
             local.rows += 1
             pending += 1
             index = chunk_of(key, version)
@@ -192,7 +219,3 @@ def _retrying() -> Retrying:
     return Retrying(retry=retry_if_exception(lambda e: type(e).__name__ in RETRYABLE),
                     wait=wait_exponential(multiplier=0.5, max=10), stop=stop_after_attempt(4),
                     reraise=True)
-
-
-def window_ok(window: TimeWindow, version: Any) -> bool:
-    return window.contains(None if version is None else int(version))

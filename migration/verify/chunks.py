@@ -1,6 +1,20 @@
 """Chunks of a verification: key ranges (or version ranges under ``--since/--until``) whose
 size adapts so that each checksum query stays short (like pt-table-checksum --chunk-time).
 
+A key is the tuple of its column values (one or several columns, the flow's ``key:``
+order). A single integer key is cut arithmetically (:class:`IntegerRanges`, bounds are
+ints); any other key by boundaries read from the source (:class:`BoundaryRanges`, bounds
+are key tuples). Version ranges hold ledger values (ints,
+:mod:`migration.engine.versions`).
+
+Membership in Python (:meth:`Range.contains`: the Cassandra bucketing, the quarantined
+keys of a chunk) uses Python's tuple and string order, while the boundaries of text keys
+come from MariaDB's collation. The two agree on numbers, dates, bytes and on text whose
+collation order is the code point order (lowercase hex uids, ASCII digits); a text key
+whose collation orders differently (``utf8mb4_unicode_ci``: ``'a' < 'B'``) can put a row
+in the neighbouring chunk: a Cassandra row then shows as missing in one chunk and extra in
+the other, a quarantined row as missing. Integer keys are exact.
+
 Pure logic (unit-tested); the SQL lives in :mod:`migration.verify.mysql_checksum`.
 """
 
@@ -11,10 +25,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from migration.canonical import key_text
+
+
+def bound_text(bound: Any) -> str:
+    """A bound for people: a key tuple as its canonical key text, anything else as is."""
+    return key_text(bound) if isinstance(bound, tuple) else str(bound)
+
+
+def as_key(bound: Any) -> Any:
+    """A key range's bound as a key tuple (an integer bound ``5`` is the key ``(5,)``)."""
+    if bound is None or isinstance(bound, tuple):
+        return bound
+    return (bound,)
+
 
 @dataclass(frozen=True)
 class Range:
-    """Rows whose ``kind`` column (``key`` or ``version``) is in ``(lo, hi]``; None = open."""
+    """Rows whose ``kind`` (``key``: the key tuple, ``version``: the ledger version) is in
+    ``(lo, hi]``; None = open. Key bounds are ints (single integer key) or key tuples."""
 
     no: int
     kind: str
@@ -22,14 +51,18 @@ class Range:
     hi: Any = None
 
     def contains(self, value: Any) -> bool:
-        if self.lo is not None and not value > self.lo:
+        """``value``: a version, a key tuple, or a bare integer key."""
+        lo, hi = self.lo, self.hi
+        if isinstance(value, tuple):
+            lo, hi = as_key(lo), as_key(hi)
+        if lo is not None and not value > lo:
             return False
-        return self.hi is None or value <= self.hi
+        return hi is None or value <= hi
 
     @property
     def label(self) -> str:
-        lo = "-inf" if self.lo is None else str(self.lo)
-        hi = "+inf" if self.hi is None else str(self.hi)
+        lo = "-inf" if self.lo is None else bound_text(self.lo)
+        hi = "+inf" if self.hi is None else bound_text(self.hi)
         return f"({lo}, {hi}]"
 
 
@@ -96,8 +129,9 @@ class IntegerRanges:
 
 
 class BoundaryRanges:
-    """Ranges of non-integer keys: each upper bound is the key ``size`` rows further
-    (``next_boundary(lo, size)``, an index-only nibble query); the last range is open."""
+    """Ranges of any other key (text, composite): each upper bound is the key tuple ``size``
+    rows further (``next_boundary(lo, size)``, an index-only nibble query); the last range
+    is open."""
 
     def __init__(self, next_boundary: Callable[[Any, int], Any]) -> None:
         self.next_boundary = next_boundary

@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from migration.canonical import key_text
 from migration.progress import Reporter
 from migration.verify.chunks import Range
 from migration.verify.drilldown import Classified, merge
 from migration.verify.planner import Chunk, ChunkPlanner, Quarantine, quarantine_of
-from migration.verify.report import TableReport
+from migration.verify.report import TableReport, shown_key
 from migration.verify.report_builder import key_order
 from migration.verify.sides import Pair, Reads
 
@@ -36,9 +37,11 @@ class Comparer:
         self.lock = threading.Lock()
 
     def quarantined(self, pair: Pair) -> Quarantine:
-        """Source rows whose CURRENT version is in furet.quarantine: expected absent."""
-        return quarantine_of(self.quarantined_versions(pair.tf.source), pair.numeric_key,
-                             pair.source.current_versions)
+        """Source rows whose CURRENT version is in furet.quarantine (a table without a
+        version: whose key is, at any version): expected absent."""
+        return quarantine_of(self.quarantined_versions(pair.tf.source), pair.tf.width,
+                             pair.numeric_key, pair.source.current_versions,
+                             versioned=bool(pair.tf.version))
 
     def _checksum(self, pair: Pair, chunk: Chunk) -> None:
         started = time.monotonic()
@@ -88,10 +91,10 @@ class Comparer:
         done: list[Chunk] = []
         learn: Callable[[Chunk], None] | None = None
         if fixed is None:
-            chunks, learn = self.planner.adaptive(pair.source.span(), pair.numeric_key,
-                                                  quarantine)
+            chunks, learn = self.planner.adaptive(pair.source.span(), pair.window,
+                                                  pair.numeric_key, quarantine)
         else:
-            chunks = self.planner.fixed(fixed, quarantine)
+            chunks = self.planner.fixed(fixed, quarantine, pair.window)
 
         def on_done(chunk: Chunk) -> None:
             if learn is not None:
@@ -104,9 +107,9 @@ class Comparer:
         self._run_chunks(pair, chunks, on_done)
         done.sort(key=lambda c: c.rng.no)
         report.quarantined = sum(len(c.excluded) for c in done if c.take)
-        report.quarantined_keys = sorted(
+        report.quarantined_keys = [shown_key(k) for k in sorted(
             (k for c in done if c.take for k in c.excluded),
-            key=lambda k: key_order(str(k)))[:self.max_report_rows]
+            key=lambda k: key_order(key_text(k)))[:self.max_report_rows]]
         report.target_seconds = pair.target.bucket(done, quarantine)
         result = Classified()
         for chunk in done:

@@ -1,7 +1,8 @@
 """Row-level classification of a mismatching chunk: missing, extra and different rows.
 
 Pure functions over :class:`~migration.verify.mysql_checksum.RowInfo` maps keyed by the
-normalised key (so an ``int`` id from MySQL and a ``bigint`` from Cassandra meet).
+key text (:func:`migration.canonical.key_text`: an ``int`` id from MySQL and a ``bigint``
+from Cassandra meet, a composite key is one text).
 A target may hold several rows for one key (a Cassandra row whose clustering columns
 changed leaves its old row behind): the one that matches the source is kept, the others
 are extra.

@@ -7,7 +7,18 @@ leaves out.
 - ``--sample P`` decides per chunk, from one :class:`~migration.verify.window.Sampler` for
   the whole run (a seed reproduces the same choice over all tables);
 - a source row whose CURRENT version is in furet.quarantine is expected absent from the
-  target: it is excluded from both sides' checksums of the chunk that holds it.
+  target: it is excluded from both sides' checksums of the chunk that holds it. Rows are
+  matched by their key text (:func:`migration.canonical.key_text`, what furet.quarantine's
+  ``row_key`` holds) and the quarantined version is a ledger value. A table without a
+  version column (``version: none``) has no current version to match: its rounds record
+  its rows with version 0 and try them again every round, so a source row is excluded
+  while its key is in furet.quarantine, whatever the recorded version (an entry left from
+  when the table had a version column counts too). A row fixed at the source stays
+  excluded until its furet.quarantine entry is removed.
+
+Keys are tuples; a single integer key is cut arithmetically, any other key (text,
+composite) by boundaries read from the source. The time window is the pair's, in its
+version column's ledger units (:func:`migration.verify.window.ledger_window`).
 
 Invariant: the chunks of a table are numbered in order, contiguous, and their first and
 last ranges are open where the source's span ends, so every target row (extra rows
@@ -17,15 +28,17 @@ and current versions come through :class:`Span` and a callable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from migration.engine.keys import Key
 from migration.verify.chunks import BoundaryRanges, ChunkSizer, IntegerRanges, Range, chunk_units
-from migration.verify.report import ChunkReport
+from migration.verify.report import ChunkReport, shown_key
 from migration.verify.window import Sampler, TimeWindow
 
-Quarantine = dict[str, tuple[Any, int]]  # normalised key -> (native key, current version)
+Quarantine = dict[str, tuple[Key, int]]  # key text -> (native key, current ledger version)
 
 
 @dataclass
@@ -38,48 +51,71 @@ class Chunk:
     report: ChunkReport
     source: tuple[int, int] = (0, 0)
     target: tuple[int, int] = (0, 0)
-    excluded: list[Any] = field(default_factory=list)
+    excluded: list[Key] = field(default_factory=list)
 
 
 class Span(Protocol):
     """The source's extent, read on a connection of its own (the chunk iterator runs on any
     checksum thread, under its lock)."""
 
-    def bounds(self, kind: str) -> tuple[Any, Any]: ...  # MIN, MAX of the key or version
+    # MIN, MAX of the version (ledger values) or of a single integer key
+    def bounds(self, kind: str) -> tuple[Any, Any]: ...
     def count(self) -> int: ...
-    def next_boundary(self, lo: Any, rows: int) -> Any: ...
+    def next_boundary(self, lo: Key | None, rows: int) -> Key | None: ...
 
 
-def quarantine_of(versions: Mapping[str, set[int]], numeric_key: bool,
-                  current: Callable[[Sequence[Any]], Quarantine]) -> Quarantine:
-    """The source rows whose current version is among their quarantined ``versions``
-    (``current``: native keys -> the source's current versions of those that exist)."""
-    natives = [int(k) if numeric_key else k for k in versions
-               if not numeric_key or k.lstrip("-").isdigit()]
-    return {k: v for k, v in current(natives).items() if v[1] in versions.get(k, set())}
+def _lookup_key(text: str, width: int, numeric_key: bool) -> Key | None:
+    """A quarantined key text as values to look the row up with (None: not a key of this
+    shape). A composite key's texts go to SQL as they are: MariaDB converts them to the
+    columns' types, and the rows found are matched back by their own key text."""
+    if width == 1:
+        if numeric_key:
+            return (int(text),) if text.lstrip("-").isdigit() else None
+        return (text,)
+    try:
+        parts = json.loads(text) if text.startswith("[") else None
+    except ValueError:
+        return None
+    if not isinstance(parts, list) or len(parts) != width or not all(
+            isinstance(p, str) for p in parts):
+        return None
+    return tuple(parts)
+
+
+def quarantine_of(versions: Mapping[str, set[int]], width: int, numeric_key: bool,
+                  current: Callable[[Sequence[Key]], Quarantine],
+                  versioned: bool = True) -> Quarantine:
+    """The source rows whose current version is among their quarantined ``versions`` (key
+    text -> ledger versions; ``current``: keys -> the source's current versions of those
+    that exist, by key text). Not ``versioned`` (``version: none``): every source row whose
+    key is quarantined, at any version."""
+    lookups = [k for k in (_lookup_key(t, width, numeric_key) for t in versions)
+               if k is not None]
+    if not lookups:
+        return {}
+    return {k: v for k, v in current(lookups).items()
+            if not versioned or v[1] in versions.get(k, set())}
 
 
 class ChunkPlanner:
-    def __init__(self, window: TimeWindow, sampler: Sampler, chunk_time: float,
-                 initial_chunk: int) -> None:
-        self.window = window
+    def __init__(self, sampler: Sampler, chunk_time: float, initial_chunk: int) -> None:
         self.sampler = sampler
         self.chunk_time = chunk_time
         self.initial_chunk = initial_chunk
 
-    def excluded(self, quarantine: Quarantine, rng: Range) -> list[Any]:
+    @staticmethod
+    def excluded(quarantine: Quarantine, rng: Range, window: TimeWindow) -> list[Key]:
         """Native keys of the quarantined rows that ``rng`` (and the window) holds."""
         out = []
         for native, version in quarantine.values():
-            if not self.window.contains(version):
+            if not window.contains(version):
                 continue
             if rng.contains(version if rng.kind == "version" else native):
                 out.append(native)
         return out
 
-    def _ranges(self, span: Span, numeric_key: bool
+    def _ranges(self, span: Span, window: TimeWindow, numeric_key: bool
                 ) -> tuple[IntegerRanges | BoundaryRanges, ChunkSizer, bool]:
-        window = self.window
         initial = self.initial_chunk
         if window.bounded:
             lo, hi = span.bounds("version")
@@ -101,11 +137,12 @@ class ChunkPlanner:
         sizer = ChunkSizer(initial, self.chunk_time, maximum=1_000_000)
         return BoundaryRanges(span.next_boundary), sizer, False
 
-    def adaptive(self, span: Span, numeric_key: bool, quarantine: Quarantine
-                 ) -> tuple[Iterator[Chunk], Callable[[Chunk], None]]:
+    def adaptive(self, span: Span, window: TimeWindow, numeric_key: bool,
+                 quarantine: Quarantine) -> tuple[Iterator[Chunk], Callable[[Chunk], None]]:
         """The chunks of a whole table, cut as they are asked for, and ``learn(chunk)``
-        that feeds a checked chunk's duration back into the size of the next ones."""
-        ranges, sizer, numeric = self._ranges(span, numeric_key)
+        that feeds a checked chunk's duration back into the size of the next ones
+        (``window``: the pair's, in ledger units)."""
+        ranges, sizer, numeric = self._ranges(span, window, numeric_key)
 
         def chunks() -> Iterator[Chunk]:
             while True:
@@ -113,9 +150,9 @@ class ChunkPlanner:
                 if rng is None:
                     return
                 take = self.sampler.take()
-                report = ChunkReport(rng.no, rng.kind, rng.lo, rng.hi,
+                report = ChunkReport(rng.no, rng.kind, shown_key(rng.lo), shown_key(rng.hi),
                                      status="ok" if take else "skipped")
-                yield Chunk(rng, take, report, excluded=self.excluded(quarantine, rng))
+                yield Chunk(rng, take, report, excluded=self.excluded(quarantine, rng, window))
 
         def learn(chunk: Chunk) -> None:
             if chunk.take:
@@ -125,7 +162,8 @@ class ChunkPlanner:
 
         return chunks(), learn
 
-    def fixed(self, ranges: Sequence[Range], quarantine: Quarantine) -> Iterator[Chunk]:
+    def fixed(self, ranges: Sequence[Range], quarantine: Quarantine,
+              window: TimeWindow) -> Iterator[Chunk]:
         """These ranges again, all checked (a repair's re-check)."""
-        return iter([Chunk(r, True, ChunkReport(r.no, r.kind, r.lo, r.hi),
-                           excluded=self.excluded(quarantine, r)) for r in ranges])
+        return iter([Chunk(r, True, ChunkReport(r.no, r.kind, shown_key(r.lo), shown_key(r.hi)),
+                           excluded=self.excluded(quarantine, r, window)) for r in ranges])

@@ -4,8 +4,8 @@
   version-aware writers the rounds use (:class:`~migration.engine.galera_writer.GaleraWriter`,
   :class:`~migration.engine.cassandra_writer.CassandraWriter`): an older version never
   replaces a newer one, rows the writer refuses go to furet.quarantine;
-- extra rows are deleted only with ``--delete-extra`` (by key on MariaDB, by primary key on
-  Cassandra);
+- extra rows are deleted only with ``--delete-extra`` (by key tuple on MariaDB, by primary
+  key on Cassandra);
 - the repaired chunks are checked again. A row still wrong after a version-aware write is
   *shadowed*: the target holds something newer than the source's version (on MariaDB a
   higher version column; on Cassandra a write or a tombstone with a later write time, e.g.
@@ -13,6 +13,11 @@
   ``--overwrite-newer`` (MariaDB: an unconditional upsert; Cassandra: ``USING TIMESTAMP``
   now), then checked once more. Overwriting is a choice for the operator: a source change
   stamped before now and not yet copied would lose against it.
+
+A table without a version column (``version: none``, MariaDB targets only) is written as
+its rounds write it: the rounds' writer upserts it unconditionally, the source's row
+always wins. Nothing can be shadowed, so ``--overwrite-newer`` has nothing to do there; a
+row still wrong at the re-check (changed at the source meanwhile) is counted as such.
 """
 
 from __future__ import annotations
@@ -23,16 +28,19 @@ from typing import Any
 
 import pymysql
 
+from migration.canonical import key_text
 from migration.config import DbSettings
 from migration.db import connect, db_error
 from migration.engine import ledger
+from migration.engine.keys import Key
 from migration.engine.quarantine import QuarantinedRow
 from migration.flows.mapping import TransformError
 from migration.verify.chunks import Range
 from migration.verify.drilldown import Classified
 from migration.verify.mysql_checksum import RowInfo
 from migration.verify.planner import Chunk
-from migration.verify.report import RepairReport
+from migration.verify.report import RepairReport, shown_key
+from migration.verify.report_builder import key_order
 from migration.verify.sides import Pair
 
 REPAIR_ROUND_NO = 0  # furet.quarantine.round_no of rows refused during a repair
@@ -65,7 +73,7 @@ def ledger_quarantine(settings: DbSettings, flow: str) -> RecordQuarantine:
     return record
 
 
-def copy_rows(pair: Pair, keys: Sequence[Any], record: RecordQuarantine) -> tuple[int, int]:
+def copy_rows(pair: Pair, keys: Sequence[Key], record: RecordQuarantine) -> tuple[int, int]:
     """Re-copy the source rows of ``keys`` through the round's writer: (written, quarantined)."""
     if not keys:
         return 0, 0
@@ -95,17 +103,18 @@ def _mapped(pair: Pair, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return out
 
 
-def overwrite_rows(pair: Pair, keys: Sequence[Any]) -> int:
+def overwrite_rows(pair: Pair, keys: Sequence[Key]) -> int:
     """``--overwrite-newer``: write the source's rows over a newer target copy."""
     if not keys:
         return 0
     return pair.target.overwrite(_mapped(pair, pair.source.source_rows(keys)))
 
 
-def _source_keys(found: Classified) -> list[Any]:
-    keys = [s.key for s in found.missing.values()]
-    keys += [s.key for s, _ in found.different.values()]
-    return sorted(set(keys), key=str)
+def _source_keys(found: Classified) -> list[Key]:
+    """The source keys to write again, once each, in key order."""
+    rows = [*found.missing.values(), *(s for s, _ in found.different.values())]
+    by_text = {key_text(r.key): r.key for r in rows}
+    return [by_text[k] for k in sorted(by_text, key=key_order)]
 
 
 def repair_pair(pair: Pair, done: Sequence[Chunk], found: Classified, recheck: Recheck,
@@ -121,8 +130,9 @@ def repair_pair(pair: Pair, done: Sequence[Chunk], found: Classified, recheck: R
     else:
         report.extra_kept = len(found.extra)
     after = recheck(ranges)
-    shadowed = _source_keys(after)
-    report.shadowed = shadowed[:policy.max_report_rows]
+    # without a version the upsert was unconditional: nothing newer can hide a row
+    shadowed = _source_keys(after) if pair.tf.version else []
+    report.shadowed = [shown_key(k) for k in shadowed[:policy.max_report_rows]]
     if shadowed and policy.overwrite_newer:
         report.overwritten = overwrite_rows(pair, shadowed)
         after = recheck(ranges)
@@ -144,8 +154,7 @@ def _rechecked_bad(after: Classified, chunks: Sequence[Chunk]) -> list[Chunk]:
     for chunk in chunks:
         for row in rows:
             value = row.version if chunk.rng.kind == "version" else row.key
-            if value is not None and chunk.rng.contains(int(value) if chunk.rng.kind ==
-                                                        "version" else value):
+            if value is not None and chunk.rng.contains(value):
                 bad.append(chunk)
                 break
     return bad

@@ -1,5 +1,13 @@
 """What a verification found, as data (JSON), as a rich table and as a self-contained HTML
-page (inline CSS, no external asset) an operator can attach to a cutover ticket."""
+page (inline CSS, no external asset) an operator can attach to a cutover ticket.
+
+A key is shown as the value of its one column (JSON keeps an integer an integer) or, for a
+composite key, as the list of its values; every listed row also carries ``key_text``, the
+canonical text verify and furet.quarantine match keys by (``["1042", "3"]``). Versions are
+ledger values (:mod:`migration.engine.versions`); a table says how many microseconds one
+unit is (``version_us``), so the HTML shows them as dates whatever the column's type. A
+table without a version column (``version: none``) has ``version`` "", ``version_type``
+"none" and rows without versions (null in JSON)."""
 
 from __future__ import annotations
 
@@ -11,17 +19,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migration.canonical import key_text, value_text
 from migration.verify.window import ms_to_iso
 
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 EXIT_AGREE = 0
 EXIT_DIFFERENT = 1
+
+
+def shown_key(key: Any) -> Any:
+    """A key as reports hold it: a one-column key's value, a composite key's tuple (a JSON
+    list); anything else (an integer bound, None) as is."""
+    if isinstance(key, tuple) and len(key) == 1:
+        return key[0]
+    return key
+
+
+def key_label(key: Any) -> str:
+    """A shown key as people read it: its canonical key text."""
+    if isinstance(key, tuple | list):
+        return key_text(tuple(key))
+    return str(value_text(key))
 
 
 @dataclass
 class ChunkReport:
     no: int
     kind: str                    # key | version
-    lo: Any
+    lo: Any                      # a shown key (key ranges) or a ledger version
     hi: Any
     source_rows: int = 0
     target_rows: int = 0
@@ -36,12 +61,17 @@ class ChunkReport:
 @dataclass
 class DiffRow:
     kind: str                    # missing | extra | different
-    key: Any
+    key: Any                     # a shown key (see shown_key)
     columns: list[str] = field(default_factory=list)
     source: dict[str, Any] | None = None
     target: dict[str, Any] | None = None
-    source_version: int | None = None
+    source_version: int | None = None  # ledger values
     target_version: int | None = None
+    key_text: str = ""           # the canonical key text (set from ``key`` when empty)
+
+    def __post_init__(self) -> None:
+        if not self.key_text:
+            self.key_text = key_label(self.key)
 
 
 @dataclass
@@ -50,7 +80,7 @@ class RepairReport:
     deleted: int = 0             # extra rows deleted (--delete-extra)
     overwritten: int = 0         # rows forced over a newer target copy (--overwrite-newer)
     quarantined: int = 0         # rows the writer refused (now in furet.quarantine)
-    shadowed: list[Any] = field(default_factory=list)  # keys a newer target copy hides
+    shadowed: list[Any] = field(default_factory=list)  # shown keys a newer target copy hides
     extra_kept: int = 0          # extra rows left in place (no --delete-extra)
     rechecked_chunks: int = 0
     missing_after: int = 0
@@ -66,8 +96,8 @@ class RepairReport:
 class TableReport:
     source_table: str
     target_table: str
-    key: str
-    version: str
+    key: str                     # the key column(s), comma-separated
+    version: str                 # "" for a table without one (``version: none``)
     mode: str                    # sql | client (source hashed in Python) | cassandra
     chunks: int = 0
     chunks_checked: int = 0
@@ -83,9 +113,11 @@ class TableReport:
     target_seconds: float = 0.0  # Cassandra scans
     diffs: list[DiffRow] = field(default_factory=list)
     diffs_truncated: bool = False
-    quarantined_keys: list[Any] = field(default_factory=list)
+    quarantined_keys: list[Any] = field(default_factory=list)   # shown keys
     chunk_list: list[ChunkReport] = field(default_factory=list)
     repair: RepairReport | None = None
+    version_type: str = ""       # e.g. BIGINT epoch ms, DATETIME(0)
+    version_us: int = 1000       # microseconds per ledger unit (epoch ms: 1000)
 
     @property
     def name(self) -> str:
@@ -179,20 +211,35 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _bound(kind: str, value: Any) -> str:
+def version_iso(value: int | None, version_us: int = 1000) -> str:
+    """A ledger version as an ISO UTC instant (milliseconds, or microseconds when the
+    column holds them)."""
     if value is None:
         return ""
-    return ms_to_iso(value) if kind == "version" and isinstance(value, int) else str(value)
+    try:
+        moment = EPOCH + datetime.timedelta(microseconds=value * version_us)
+    except OverflowError:  # not an instant of the calendar: the value itself
+        return str(value)
+    spec = "microseconds" if version_us < 1000 and moment.microsecond % 1000 else "milliseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-def chunk_label(chunk: ChunkReport) -> str:
-    lo = _bound(chunk.kind, chunk.lo) or "-inf"
-    hi = _bound(chunk.kind, chunk.hi) or "+inf"
+def _bound(kind: str, value: Any, version_us: int) -> str:
+    if value is None:
+        return ""
+    if kind == "version" and isinstance(value, int):
+        return version_iso(value, version_us)
+    return key_label(value)
+
+
+def chunk_label(chunk: ChunkReport, version_us: int = 1000) -> str:
+    lo = _bound(chunk.kind, chunk.lo, version_us) or "-inf"
+    hi = _bound(chunk.kind, chunk.hi, version_us) or "+inf"
     return f"{chunk.kind} ({lo}, {hi}]"
 
 
-def _day(version: int | None) -> str:
-    return ms_to_iso(version)[:10] if version is not None else ""
+def _day(version: int | None, version_us: int) -> str:
+    return version_iso(version, version_us)[:10]
 
 
 def render_html(report: VerifyReport) -> str:
@@ -235,14 +282,16 @@ def render_html(report: VerifyReport) -> str:
                  "<span><i style='background:#7fb7e6'></i>agrees, holds quarantined rows"
                  "</span><span><i style='background:#ddd'></i>not sampled</span></p>")
     for t in report.tables:
-        parts.append(f"<h2>{_e(t.name)} <small>(key {_e(t.key)}, version {_e(t.version)}, "
+        vtype = f" {t.version_type}" if t.version_type else ""
+        version = f"version {t.version}{vtype}" if t.version else "no version column"
+        parts.append(f"<h2>{_e(t.name)} <small>(key {_e(t.key)}, {_e(version)}, "
                      f"{_e(t.mode)})</small></h2><div class=strip>")
         for c in t.chunk_list:
             css = c.status
             if c.status == "ok" and c.quarantined:
                 css = "quarantined"
-            tip = (f"chunk {c.no} {chunk_label(c)}: source {c.source_rows}, target "
-                   f"{c.target_rows}, quarantined {c.quarantined}, {c.status}")
+            tip = (f"chunk {c.no} {chunk_label(c, t.version_us)}: source {c.source_rows}, "
+                   f"target {c.target_rows}, quarantined {c.quarantined}, {c.status}")
             parts.append(f"<div class='c {css}' title='{_e(tip)}'></div>")
         parts.append("</div>")
         bad = [c for c in t.chunk_list if c.status not in ("ok", "skipped")]
@@ -251,14 +300,16 @@ def render_html(report: VerifyReport) -> str:
                          "<th>target rows</th><th>missing</th><th>extra</th><th>different</th>"
                          "<th class=l>status</th></tr>")
             for c in bad:
-                parts.append(f"<tr><td>{c.no}</td><td class=l>{_e(chunk_label(c))}</td>"
+                parts.append(f"<tr><td>{c.no}</td><td class=l>{_e(chunk_label(c, t.version_us))}"
+                             "</td>"
                              f"<td>{c.source_rows}</td><td>{c.target_rows}</td>"
                              f"<td>{c.missing}</td><td>{c.extra}</td><td>{c.different}</td>"
                              f"<td class=l>{_e(c.status)}</td></tr>")
             parts.append("</table>")
         days: dict[str, int] = {}
         for d in t.diffs:
-            day = _day(d.source_version if d.source_version is not None else d.target_version)
+            day = _day(d.source_version if d.source_version is not None else d.target_version,
+                       t.version_us)
             if day:
                 days[day] = days.get(day, 0) + 1
         if days:
@@ -273,7 +324,7 @@ def render_html(report: VerifyReport) -> str:
                     f"{k}={v}" for k, v in d.source.items() if not d.columns or k in d.columns)
                 tgt = "" if d.target is None else ", ".join(
                     f"{k}={v}" for k, v in d.target.items() if not d.columns or k in d.columns)
-                parts.append(f"<tr><td class=l>{_e(d.kind)}</td><td class=l>{_e(d.key)}</td>"
+                parts.append(f"<tr><td class=l>{_e(d.kind)}</td><td class=l>{_e(d.key_text)}</td>"
                              f"<td class=l>{_e(', '.join(d.columns))}</td>"
                              f"<td class=l>{_e(src)}</td><td class=l>{_e(tgt)}</td></tr>")
             parts.append("</table>")
@@ -281,7 +332,7 @@ def render_html(report: VerifyReport) -> str:
                 parts.append("<p class=warn>(list truncated; the counts above are exact)</p>")
         if t.quarantined_keys:
             parts.append(f"<p>quarantined keys (expected absent): "
-                         f"{_e(', '.join(str(k) for k in t.quarantined_keys[:200]))}"
+                         f"{_e(', '.join(key_label(k) for k in t.quarantined_keys[:200]))}"
                          f"{' …' if len(t.quarantined_keys) > 200 else ''}</p>")
         if t.repair is not None:
             r = t.repair

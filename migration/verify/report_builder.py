@@ -2,26 +2,40 @@
 and the differing rows listed with their columns.
 
 Counts are exact; the listed rows stop at ``max_report_rows`` (different first, then
-missing, then extra, each in key order: numbers numerically, then texts). A listed row
+missing, then extra, each in key order: numbers numerically, then texts, column by column
+for a composite key). A listed row
 shows both sides' canonical texts: rows a drill-down read by hash only are read again by
 key, from the side that knows how (:meth:`~migration.verify.sides.Side.texts`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from migration.verify.drilldown import Classified, differing_columns
 from migration.verify.mysql_checksum import RowInfo
 from migration.verify.planner import Chunk
-from migration.verify.report import DiffRow, TableReport
+from migration.verify.report import DiffRow, TableReport, shown_key
 from migration.verify.sides import Pair
 
 
-def key_order(key: str) -> tuple[int, Any]:
-    """Numbers first, numerically, then texts."""
-    return (0, int(key)) if key.lstrip("-").isdigit() else (1, key)
+def _part_order(text: str) -> tuple[int, Any]:
+    return (0, int(text)) if text.lstrip("-").isdigit() else (1, text)
+
+
+def key_order(key: str) -> tuple[tuple[int, Any], ...]:
+    """A key text's sort key: numbers first, numerically, then texts; a composite key's
+    text (a JSON list of texts) column by column."""
+    if key.startswith("["):
+        try:
+            parts = json.loads(key)
+        except ValueError:
+            parts = None
+        if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+            return tuple(_part_order(p) for p in parts)
+    return (_part_order(key),)
 
 
 def _int(value: Any) -> int | None:
@@ -68,8 +82,8 @@ def diff_rows(pair: Pair, found: Classified, limit: int) -> tuple[list[DiffRow],
             if kind == "different" else []
         either = s if s is not None else t
         rows.append(DiffRow(
-            kind, either.key if either is not None else key, columns,
+            kind, shown_key(either.key) if either is not None else key, columns,
             dict(zip(pair.names, s_texts, strict=True)) if s_texts else None,
             dict(zip(pair.names, t_texts, strict=True)) if t_texts else None,
-            _int(s.version) if s else None, _int(t.version) if t else None))
+            _int(s.version) if s else None, _int(t.version) if t else None, key))
     return rows, truncated

@@ -1,9 +1,16 @@
 """`furet verify --flow F`: compare a flow's source and target chunk by chunk, drill down to
 rows where they differ, optionally repair, and report.
 
-1. load the flow and check it against the live schemas (as a round does);
+1. load the flow and check it against the live schemas (as a round does); each table's
+   version column gets its codec and the ``--since/--until`` window (epoch ms) is taken
+   in that column's ledger units (a TIMESTAMP, DATETIME or epoch-seconds version selects
+   the same instants). A table without a version column (``version: none``) is compared
+   by key only, on MariaDB targets only (its rounds find changes by SQL checksums on both
+   sides, so a Cassandra target is refused, as the rounds refuse it); a window cannot
+   select its rows, so ``--since/--until`` refuses it (``--table`` picks the others);
 2. per (source table, target table): the source rows currently in furet.quarantine are
-   expected absent, so they are left out of both sides' checksums and counted apart;
+   expected absent, so they are left out of both sides' checksums and counted apart (a
+   table without a version: a row whose key is in furet.quarantine, at any version);
 3. chunks: key ranges (version ranges under ``--since/--until``) whose size adapts to keep
    each checksum query near ``chunk_time`` seconds; ``--sample P`` checks a share of them;
    MariaDB targets are checksummed chunk by chunk like the source; a Cassandra table is
@@ -11,8 +18,9 @@ rows where they differ, optionally repair, and report.
 4. a chunk whose (count, checksum) differ is drilled down to rows: missing, extra and
    different keys, with the differing columns;
 5. ``repair``: missing and different rows are re-copied through the round's version-aware
-   writers, extra rows deleted only with ``delete_extra``; the repaired chunks are checked
-   again and the report says what the re-check found.
+   writers (a table without a version: the rounds' unconditional upsert), extra rows
+   deleted only with ``delete_extra``; the repaired chunks are checked again and the
+   report says what the re-check found.
 
 The parts: :mod:`~migration.verify.planner` (chunks, sample, quarantine exclusions),
 :mod:`~migration.verify.sides` (a MariaDB side, a Cassandra side),
@@ -35,6 +43,7 @@ from migration.config import DbSettings, FuretConfig
 from migration.contract import COMMANDS
 from migration.db import connect, db_error
 from migration.engine import ledger
+from migration.engine.versions import TEMPORAL_TYPES, VersionCodec
 from migration.enums import Consistency
 from migration.errors import FuretError
 from migration.flows.mapping import ColumnMap, Flow, TableFlow, TargetMap, load_flow
@@ -43,14 +52,15 @@ from migration.flows.validate import (
     TableSchema,
     read_schema,
     validate_mariadb_flow,
+    version_codec,
 )
 from migration.progress import Reporter, Silent
+from migration.rowhash import needs_client_hash
 from migration.verify import cassandra_checksum as cq
 from migration.verify.chunks import Range
 from migration.verify.compare import Comparer
 from migration.verify.drilldown import Classified
 from migration.verify.mysql_checksum import SqlSide
-from migration.verify.normalise import needs_client_hash
 from migration.verify.planner import ChunkPlanner
 from migration.verify.repair import RepairPolicy, ledger_quarantine, repair_pair
 from migration.verify.report import TableReport, VerifyReport
@@ -63,7 +73,7 @@ from migration.verify.sides import (
     Side,
     Throttle,
 )
-from migration.verify.window import Sampler, parse_window
+from migration.verify.window import Sampler, TimeWindow, ledger_window, parse_window
 
 
 @dataclass(frozen=True)
@@ -99,18 +109,55 @@ def consistency_of(value: Consistency | str) -> Consistency:
 # --- building the pairs -------------------------------------------------------------------
 
 def _sql_target_side(flow: Flow, tf: TableFlow, tm: TargetMap, settings: DbSettings,
-                     schema: TableSchema) -> SqlSide:
-    key = tm.target_of(tf.key) or tf.key
-    version = tm.target_of(tf.version) or tf.version
+                     schema: TableSchema, codec: VersionCodec | None) -> SqlSide:
+    """A MariaDB target table as compared; its version column must be of the source's
+    kind (an epoch integer, or a TIMESTAMP/DATETIME): the rounds copy the value as is, so
+    the source's codec reads it. Without a version (``codec`` None) it has none either."""
     columns = tuple(ColumnMap(c.target, c.target) for c in tm.columns)
-    return SqlSide(settings, flow.target_database, tm.table, key, version, columns,
-                   {n: c.data_type for n, c in schema.columns.items()})
+    types = {n: c.data_type for n, c in schema.columns.items()}
+    if codec is None:
+        return SqlSide(settings, flow.target_database, tm.table, tf.target_keys(tm), "",
+                       columns, types, codec=None)
+    version = tm.target_of(tf.version) or tf.version
+    info = schema.columns[version]
+    if info.data_type not in (TEMPORAL_TYPES if codec.temporal else INTEGER_TYPES):
+        raise FuretError(f"flow {flow.name}: {settings.where} database {flow.target_database} "
+                         f"table {tm.table}: version column {version!r} is "
+                         f"{info.data_type.upper()} but the source's is {codec.describe()} "
+                         "(verify compares versions of one kind)")
+    return SqlSide(settings, flow.target_database, tm.table, tf.target_keys(tm), version,
+                   columns, types, codec=codec)
+
+
+def check_unversioned(flow: Flow, tables: Sequence[str], window: TimeWindow) -> None:
+    """Refuse, before any connection, the compared tables without a version column
+    (``tables``: the ``--table`` choice, empty for all) that verify cannot compare: into
+    Cassandra (changes are found by SQL checksums on both sides, as the rounds do), or
+    under ``--since/--until`` (no version selects their rows)."""
+    for tf in flow.tables:
+        if tf.version or (tables and tf.source not in tables):
+            continue
+        where = f"flow {flow.name} database {flow.source_database} table {tf.source}"
+        if flow.target_kind == "cassandra":
+            raise FuretError(f"{where}: `version: none` needs a MariaDB target (rounds refuse "
+                             "it too); add a version with `furet legacy add-version --table "
+                             f"{tf.source}`, or use --table to verify the others")
+        if window.bounded:
+            raise FuretError(f"{where} has no version column: --since/--until cannot select "
+                             "its rows; use --table to verify the others")
+
+
+def table_codec(flow: Flow, tf: TableFlow, schema: TableSchema) -> VersionCodec | None:
+    """The codec of a compared table's version column (None: ``version: none``)."""
+    return version_codec(flow, tf, schema)
 
 
 def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
                 source: pymysql.connections.Connection,
                 target: pymysql.connections.Connection | None, session: Any,
-                reads: Reads, progress: Reporter) -> list[Pair]:
+                reads: Reads, progress: Reporter, window: TimeWindow) -> list[Pair]:
+    """The compared pairs, each with its time window (``window``: epoch ms) in its
+    version column's ledger units."""
     source_settings = config.db(flow.source_server)
     schemas = validate_mariadb_flow(flow, source, source_settings, target, config.target)
     unknown = set(options.tables) - {tf.source for tf in flow.tables}
@@ -122,27 +169,32 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
         if options.tables and tf.source not in options.tables:
             continue
         schema = schemas[tf.source]
+        codec = table_codec(flow, tf, schema)
+        # no version: check_unversioned refused a window
+        table_window = TimeWindow() if codec is None else ledger_window(window, codec)
         types = {n: c.data_type for n, c in schema.columns.items()}
-        numeric = types[tf.key] in INTEGER_TYPES
+        numeric = tf.width == 1 and types[tf.keys[0]] in INTEGER_TYPES
         for tm in tf.targets:
-            src = SqlSide(source_settings, flow.source_database, tf.source, tf.key, tf.version,
-                          tm.columns, types, client=needs_client_hash(tm.columns))
+            src = SqlSide(source_settings, flow.source_database, tf.source, tf.keys, tf.version,
+                          tm.columns, types, client=needs_client_hash(tm.columns), codec=codec)
             names = tuple(c.target for c in tm.columns)
             tgt: Side
             if flow.target_kind == "cassandra":
+                assert codec is not None  # check_unversioned refused it
                 part, primary = cq.table_keys(session, flow.target_database, tm.table)
                 table = cq.CassandraSide(
-                    session, flow.target_database, tm.table, tm.target_of(tf.key) or tf.key,
-                    tm.target_of(tf.version) or tf.version, names, part, primary)
+                    session, flow.target_database, tm.table, tf.target_keys(tm),
+                    tm.target_of(tf.version) or tf.version, names, part, primary, codec=codec)
                 tgt = CassandraTargetSide(table, reads, tf, progress,
-                                          f"{tf.source} -> {tm.table}")
+                                          f"{tf.source} -> {tm.table}", table_window)
             else:
                 assert target is not None
                 tschema = read_schema(target, config.target, flow.target_database, tm.table)
                 assert tschema is not None  # validated above
-                tgt = MariaDbSide(_sql_target_side(flow, tf, tm, config.target, tschema),
-                                  reads, tf)
-            pairs.append(Pair(tf, tm, MariaDbSide(src, reads, tf), tgt, names, numeric))
+                tgt = MariaDbSide(_sql_target_side(flow, tf, tm, config.target, tschema, codec),
+                                  reads, tf, table_window)
+            pairs.append(Pair(tf, tm, MariaDbSide(src, reads, tf, table_window), tgt, names,
+                              numeric, table_window))
     return pairs
 
 
@@ -161,13 +213,23 @@ def _ledger_versions(reads: Reads, settings: DbSettings,
 
 def _recheck(comparer: Comparer, pair: Pair) -> Callable[[Sequence[Range]], Classified]:
     """A repair's re-check: these ranges compared again (into a scratch report)."""
-    scratch = TableReport(pair.tf.source, pair.tm.table, pair.tf.key, pair.tf.version,
-                          "recheck")
+    scratch = table_report(pair, "recheck")
 
     def recheck(ranges: Sequence[Range]) -> Classified:
         return comparer.compare(pair, scratch, fixed=ranges)[1]
 
     return recheck
+
+
+def table_report(pair: Pair, mode: str) -> TableReport:
+    """An empty report of one pair: key column(s), version column and how it reads
+    (a table without a version: version "", version_type "none", as a round's status)."""
+    codec = pair.source.sql.codec
+    if codec is None:
+        return TableReport(pair.tf.source, pair.tm.table, ", ".join(pair.tf.keys), "", mode,
+                           version_type="none")
+    return TableReport(pair.tf.source, pair.tm.table, ", ".join(pair.tf.keys), pair.tf.version,
+                       mode, version_type=codec.describe(), version_us=codec.micros(1))
 
 
 def run_verify(config: FuretConfig, options: VerifyOptions,
@@ -177,8 +239,9 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
     # the couplings of verify's flags are written once, in the command's contract
     COMMANDS["verify"].check({"repair": options.repair, "delete_extra": options.delete_extra,
                               "overwrite_newer": options.overwrite_newer})
-    flow = load_flow(options.flow)
+    flow = load_flow(options.flow, flows_dir=config.flows.dir)
     window = parse_window(options.since, options.until)
+    check_unversioned(flow, options.tables, window)
     sampler = Sampler(options.sample, options.seed)  # checks the share before any connection
     sink: Reporter = progress or Silent()
     to_cassandra = flow.target_kind == "cassandra"
@@ -208,19 +271,18 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
             stack.callback(cluster.shutdown)
             validate_cassandra_flow(flow, session, config.cassandra)
             cq.add_profile(cluster, consistency.value, config.cassandra.local_dc)
-        reads = Reads(window, Throttle(options.max_rows_per_second), options.max_load,
+        reads = Reads(Throttle(options.max_rows_per_second), options.max_load,
                       options.workers, options.splits)
         stack.callback(reads.conns.close)
-        pairs = build_pairs(config, flow, options, source, target, session, reads, sink)
-        comparer = Comparer(ChunkPlanner(window, sampler, options.chunk_time,
-                                         options.initial_chunk),
+        pairs = build_pairs(config, flow, options, source, target, session, reads, sink,
+                            window)
+        comparer = Comparer(ChunkPlanner(sampler, options.chunk_time, options.initial_chunk),
                             reads, sink, _ledger_versions(reads, config.target, flow.name),
                             options.max_report_rows)
         compared = []
         for pair in pairs:  # every table is compared before any is repaired
             table_started = time.monotonic()
-            table = TableReport(pair.tf.source, pair.tm.table, pair.tf.key, pair.tf.version,
-                                pair.mode)
+            table = table_report(pair, pair.mode)
             done, found = comparer.compare(pair, table)
             fill_report(pair, table, done, found, options.max_report_rows)
             table.seconds = time.monotonic() - table_started

@@ -9,9 +9,15 @@ A side reads (checksums, drill-down rows, report texts) and repairs itself: copy
 the rounds' version-aware writer (:class:`~migration.engine.writer.Writer`), delete extra
 rows, overwrite a newer copy. The comparison never asks which store a side is.
 
-Invariant: every read of a verification shares one :class:`Reads` (the time window, one
-connection per thread and server, one throttle for all reads together), so
-``--max-rows-per-second`` and ``--max-load`` hold over both sides and all tables.
+Rows are matched across stores by their key text (:func:`migration.canonical.key_text` of
+the key tuple: an ``int`` id from MariaDB and a ``bigint`` from Cassandra meet, and a
+composite key is one text); versions are ledger values of the table's
+:class:`~migration.engine.versions.VersionCodec`, and each side holds its pair's time
+window in those units.
+
+Invariant: every read of a verification shares one :class:`Reads` (one connection per
+thread and server, one throttle for all reads together), so ``--max-rows-per-second`` and
+``--max-load`` hold over both sides and all tables.
 """
 
 from __future__ import annotations
@@ -25,30 +31,34 @@ from typing import Any, Protocol
 
 import pymysql
 
+from migration.canonical import key_text
 from migration.config import DbSettings
 from migration.db import connect
+from migration.engine import keys as sqlkeys
 from migration.engine.cassandra_writer import CassandraWriter
 from migration.engine.galera_writer import GaleraWriter
+from migration.engine.keys import Key
 from migration.engine.writer import BatchOutcome
 from migration.enums import Strategy
 from migration.errors import FuretError
 from migration.flows.mapping import TableFlow, TargetMap
+from migration.flows.validate import read_schema
 from migration.progress import Reporter, Silent
+from migration.rowhash import quote_ident
 from migration.sql_literals import row_literal
 from migration.verify import cassandra_checksum as cq
 from migration.verify import mysql_checksum as mq
 from migration.verify.drilldown import Classified, classify, group
 from migration.verify.mysql_checksum import RowInfo, SqlSide
-from migration.verify.normalise import quote_ident, value_text
 from migration.verify.planner import Chunk, Quarantine
 from migration.verify.window import TimeWindow
 
 BATCH = 500  # rows per repair statement or transaction
 
 
-def nk(value: Any) -> str:
-    """The normalised key both sides are matched on."""
-    return str(value_text(value))
+def nk(key: Key) -> str:
+    """The key text both sides are matched on (a key is the tuple of its values)."""
+    return key_text(key)
 
 
 def _batches(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
@@ -110,7 +120,6 @@ class Connections:
 class Reads:
     """What every read of one verification shares."""
 
-    window: TimeWindow
     throttle: Throttle = field(default_factory=lambda: Throttle(0))
     max_load: int = 0          # pause while Threads_running is above; 0 = off
     workers: int = 4
@@ -143,7 +152,7 @@ class Side(Protocol):
         """The rows of each ``bad`` chunk, classified against ``source``'s (one per chunk)."""
         ...
 
-    def texts(self, keys: Sequence[Any]) -> dict[str, RowInfo]:
+    def texts(self, keys: Sequence[Key]) -> dict[str, RowInfo]:
         """Canonical texts of the rows of ``keys`` a drill-down left without them."""
         ...
 
@@ -170,23 +179,29 @@ class _SqlSpan:
         self.window = window
 
     def bounds(self, kind: str) -> tuple[Any, Any]:
-        column = self.sql.version if kind == "version" else self.sql.key
-        return mq.key_bounds(self.conn, self.sql, column, self.window)
+        return mq.bounds(self.conn, self.sql, kind, self.window)
 
     def count(self) -> int:
         return mq.count_rows(self.conn, self.sql, self.window)
 
-    def next_boundary(self, lo: Any, rows: int) -> Any:
+    def next_boundary(self, lo: Key | None, rows: int) -> Key | None:
         return mq.next_boundary(self.conn, self.sql, lo, rows)
 
 
 class MariaDbSide:
-    """A table in MariaDB/MySQL: checksummed inside the server, chunk by chunk."""
+    """A table in MariaDB/MySQL: checksummed inside the server, chunk by chunk.
 
-    def __init__(self, sql: SqlSide, reads: Reads, table_flow: TableFlow) -> None:
+    ``window``: the pair's time window in ledger units; ``sql.codec`` is the flow table's
+    version codec (a MariaDB target's version column is of the source's kind), which the
+    repair's writer takes too: None for a table without a version column, whose rows the
+    writer then upserts unconditionally, as its rounds do."""
+
+    def __init__(self, sql: SqlSide, reads: Reads, table_flow: TableFlow,
+                 window: TimeWindow | None = None) -> None:
         self.sql = sql
         self.reads = reads
         self.tf = table_flow
+        self.window = window or TimeWindow()
 
     @property
     def where(self) -> str:
@@ -201,36 +216,35 @@ class MariaDbSide:
     # --- reads --------------------------------------------------------------------------
 
     def span(self) -> _SqlSpan:
-        return _SqlSpan(self.reads.conns.own(self.sql.settings), self.sql, self.reads.window)
+        return _SqlSpan(self.reads.conns.own(self.sql.settings), self.sql, self.window)
 
     def checksum(self, chunk: Chunk) -> tuple[int, int]:
         conn = self._conn()
         limit = self.reads.max_load
         while limit > 0 and mq.threads_running(conn, self.sql) > limit:
             time.sleep(0.5)
-        return mq.checksum(conn, self.sql, chunk.rng, self.reads.window, chunk.excluded)
+        return mq.checksum(conn, self.sql, chunk.rng, self.window, chunk.excluded)
 
     def bucket(self, done: Sequence[Chunk], quarantine: Quarantine) -> float:
         return 0.0
 
     def row_hashes(self, chunk: Chunk) -> list[RowInfo]:
-        return mq.row_hashes(self._conn(), self.sql, chunk.rng, self.reads.window,
-                             chunk.excluded)
+        return mq.row_hashes(self._conn(), self.sql, chunk.rng, self.window, chunk.excluded)
 
     def rows(self, chunk: Chunk) -> dict[str, RowInfo]:
-        """A chunk's rows by normalised key (a source has one row per key)."""
+        """A chunk's rows by key text (a source has one row per key)."""
         return {nk(r.key): r for r in self.row_hashes(chunk)}
 
-    def rows_by_key(self, keys: Sequence[Any]) -> dict[str, RowInfo]:
+    def rows_by_key(self, keys: Sequence[Key]) -> dict[str, RowInfo]:
         return mq.rows_by_key(self._conn(), self.sql, keys)
 
-    def texts(self, keys: Sequence[Any]) -> dict[str, RowInfo]:
+    def texts(self, keys: Sequence[Key]) -> dict[str, RowInfo]:
         return self.rows_by_key(keys)
 
-    def current_versions(self, keys: Sequence[Any]) -> Quarantine:
+    def current_versions(self, keys: Sequence[Key]) -> Quarantine:
         return mq.current_versions(self._conn(), self.sql, keys)
 
-    def source_rows(self, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def source_rows(self, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
         """Raw rows in the flow's source columns (what a writer takes)."""
         return mq.source_rows(self._conn(), self.sql, self.tf.source_columns, keys)
 
@@ -242,7 +256,7 @@ class MariaDbSide:
         src = source.rows(chunk)
         tgt = group([(nk(r.key), r) for r in self.row_hashes(chunk)])
         found = classify(src, tgt)
-        if self.reads.window.bounded and (found.missing or found.extra):
+        if self.window.bounded and (found.missing or found.extra):
             # under a window a stale copy has another version, so another chunk
             src_else = source.rows_by_key([rows[0].key for k, rows in tgt.items()
                                            if k not in src])
@@ -253,10 +267,16 @@ class MariaDbSide:
     # --- repairs ------------------------------------------------------------------------
 
     def copy(self, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
-        writer = GaleraWriter(self.sql.database, self.tf, Strategy.TS)
         outcome = BatchOutcome()
         conn = connect(self.sql.settings, autocommit=False, strict=True)
         try:
+            # the target tables' schemas: NULL checks on the client and the guard that
+            # never merges a row into another holding one of its unique keys, as in a round
+            schemas = {tm.table: read_schema(conn, self.sql.settings, self.sql.database,
+                                             tm.table) for tm in self.tf.targets}
+            writer = GaleraWriter(self.sql.database, self.tf, Strategy.TS,
+                                  {t: v for t, v in schemas.items() if v is not None},
+                                  codec=self.sql.codec)
             for batch in _batches(rows):
                 conn.begin()
                 with conn.cursor() as cur:
@@ -270,16 +290,15 @@ class MariaDbSide:
         return outcome
 
     def delete(self, extra: Sequence[tuple[str, RowInfo]]) -> int:
-        keys = sorted({row.key for _, row in extra}, key=str)
+        by_text = {nk(row.key): row.key for _, row in extra}
+        keys = [by_text[k] for k in sorted(by_text)]
         conn = connect(self.sql.settings, autocommit=True)
         deleted = 0
         try:
             with conn.cursor() as cur:
                 for batch in _batches(keys):
-                    marks = ", ".join(["%s"] * len(batch))
-                    deleted += cur.execute(f"DELETE FROM {self.sql.fqtn} WHERE "
-                                           f"{quote_ident(self.sql.key)} IN ({marks})",
-                                           list(batch))
+                    clause, args = sqlkeys.among(self.sql.keys, batch)
+                    deleted += cur.execute(f"DELETE FROM {self.sql.fqtn} WHERE {clause}", args)
         except pymysql.MySQLError as exc:
             raise self.sql.error(exc) from None
         finally:
@@ -290,7 +309,7 @@ class MariaDbSide:
         names = [c.source for c in self.sql.columns]
         cols = ", ".join(quote_ident(n) for n in names)
         updates = ", ".join(f"{quote_ident(n)} = VALUES({quote_ident(n)})" for n in names
-                            if n != self.sql.key)
+                            if n not in self.sql.keys)
         conn = connect(self.sql.settings, autocommit=False, strict=True)
         try:
             with conn.cursor() as cur:
@@ -308,13 +327,15 @@ class MariaDbSide:
 
 class CassandraTargetSide:
     """A Cassandra query table: read once over token ranges, its rows bucketed into the
-    source's chunks (by key, or by version under a window)."""
+    source's chunks (by key, or by version under a window; ``window`` in ledger units)."""
 
     def __init__(self, table: cq.CassandraSide, reads: Reads, table_flow: TableFlow,
-                 progress: Reporter | None = None, label: str = "") -> None:
+                 progress: Reporter | None = None, label: str = "",
+                 window: TimeWindow | None = None) -> None:
         self.table = table
         self.reads = reads
         self.tf = table_flow
+        self.window = window or TimeWindow()
         self.progress: Reporter = progress or Silent()
         self.label = label          # the pair's name in progress output
 
@@ -332,15 +353,15 @@ class CassandraTargetSide:
         return None
 
     def _chunk_of(self, locator: cq.Locator, taken: set[int],
-                  quarantine: Quarantine) -> Callable[[Any, Any], int | None]:
-        window = self.reads.window
+                  quarantine: Quarantine) -> Callable[[Key, int | None], int | None]:
+        window = self.window
         by_version = window.bounded
 
-        def chunk_of(key: Any, version: Any) -> int | None:
+        def chunk_of(key: Key, version: int | None) -> int | None:
             if by_version:
-                if version is None or not window.contains(int(version)):
+                if version is None or not window.contains(version):
                     return None
-                index = locator.find(int(version))
+                index = locator.find(version)
             else:
                 index = locator.find(key)
             if index is None or index not in taken:
@@ -351,8 +372,8 @@ class CassandraTargetSide:
 
         return chunk_of
 
-    def _scan(self, chunk_of: Callable[[Any, Any], int | None],
-              keep: Callable[[Any, Any], bool] | None = None) -> cq.ScanResult:
+    def _scan(self, chunk_of: Callable[[Key, int | None], int | None],
+              keep: Callable[[Key, int | None], bool] | None = None) -> cq.ScanResult:
         workers = max(1, self.reads.workers)
         try:
             return cq.scan(self.table, chunk_of, keep, splits=self.reads.splits or 16 * workers,
@@ -377,7 +398,7 @@ class CassandraTargetSide:
 
     def drill(self, done: Sequence[Chunk], bad: Sequence[Chunk], source: MariaDbSide,
               quarantine: Quarantine) -> list[Classified]:
-        window = self.reads.window
+        window = self.window
         locator = cq.Locator([c.rng for c in done])
         index_of = {id(c): i for i, c in enumerate(done)}
         bad_index = {index_of[id(c)] for c in bad}
@@ -386,7 +407,7 @@ class CassandraTargetSide:
         wanted_keys = {k for rows in sources.values() for k in rows} \
             if window.bounded else set()
 
-        def keep(key: Any, version: Any) -> bool:
+        def keep(key: Key, version: int | None) -> bool:
             return chunk_of(key, version) is not None or (
                 bool(wanted_keys) and nk(key) in wanted_keys)
 
@@ -410,11 +431,12 @@ class CassandraTargetSide:
             out.append(classify(src, tgt, src_else, elsewhere))
         return out
 
-    def texts(self, keys: Sequence[Any]) -> dict[str, RowInfo]:
+    def texts(self, keys: Sequence[Key]) -> dict[str, RowInfo]:
         return {}  # the scan keeps every row's texts
 
     def copy(self, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
-        writer = CassandraWriter(self.table.session, self.table.keyspace, self.tf)
+        writer = CassandraWriter(self.table.session, self.table.keyspace, self.tf,
+                                 self.table.codec)
         outcome = BatchOutcome()
         for batch in _batches(rows):
             outcome.add(writer.write(None, batch))
@@ -457,7 +479,8 @@ class Pair:
     source: MariaDbSide
     target: Side
     names: tuple[str, ...]     # compared target columns, mapping order
-    numeric_key: bool
+    numeric_key: bool          # a single integer key (cut arithmetically)
+    window: TimeWindow = field(default_factory=TimeWindow)  # in the version's ledger units
 
     @property
     def name(self) -> str:

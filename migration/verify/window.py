@@ -1,4 +1,8 @@
-"""``--since``/``--until`` (epoch ms or ISO datetimes, UTC when naive) and ``--sample``."""
+"""``--since``/``--until`` (epoch ms or ISO datetimes, UTC when naive) and ``--sample``.
+
+The window is taken in epoch milliseconds; each table compares it in its version column's
+ledger units (:func:`ledger_window`), so a TIMESTAMP, DATETIME or epoch-seconds version
+selects the same instants as an epoch-ms one."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import datetime
 import random
 from dataclasses import dataclass
 
+from migration.engine.versions import VersionCodec
 from migration.errors import FuretError
 
 
@@ -26,6 +31,14 @@ class TimeWindow:
         if self.since is not None and version <= self.since:
             return False
         return not (self.until is not None and version > self.until)
+
+
+def ledger_window(window: TimeWindow, codec: VersionCodec) -> TimeWindow:
+    """``window`` (epoch ms) in ``codec``'s ledger units. Both bounds round down to a tick of
+    the column, which is exact for a column that holds whole ticks: with ``F`` the bound
+    rounded down, ``v > since`` iff ``v > F`` and ``v <= until`` iff ``v <= F``."""
+    return TimeWindow(None if window.since is None else codec.from_ms(window.since),
+                      None if window.until is None else codec.from_ms(window.until))
 
 
 def parse_instant(value: str, flag: str) -> int:

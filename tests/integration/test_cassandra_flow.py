@@ -17,6 +17,7 @@ from migration.config import CassandraSettings
 from migration.db import connection, query
 from migration.engine.cassandra_writer import CassandraWriter
 from migration.engine.round import RoundOptions, run_round
+from migration.engine.versions import codec_for
 from migration.flows.mapping import load_flow
 from migration.legacy.freeze import freeze
 from migration.legacy.seed import seed
@@ -88,7 +89,8 @@ def test_rounds_into_cassandra_under_traffic(fresh: dict, cassandra_node: str) -
         by_name = dict(zip(("id", "customer_id", "created_ts", "uid", "product", "status",
                             "premium_cents", "updated_ts"), old, strict=True))
         row = tuple(by_name[c] for c in flow.source_columns)
-        outcome = CassandraWriter(session, "prod", flow).write(None, [row])
+        epoch_ms = codec_for("prod quote", "updated_ts", "bigint", None)
+        outcome = CassandraWriter(session, "prod", flow, epoch_ms).write(None, [row])
         assert outcome.written == 1
         now = session.execute("SELECT status, updated_ts FROM quotes_by_customer WHERE "
                               "customer_id = %s AND created_ts = %s AND quote_id = %s",

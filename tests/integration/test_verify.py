@@ -20,9 +20,9 @@ from migration.db import connection, query
 from migration.engine.round import RoundOptions, run_round
 from migration.flows.mapping import ColumnMap, load_flow
 from migration.legacy.seed import seed
+from migration.rowhash import UNTRANSFORMABLE, hash_texts, transformed_texts
 from migration.target.cassandra_schema import init_cassandra
 from migration.verify import mysql_checksum as mq
-from migration.verify.normalise import UNTRANSFORMABLE, hash_texts, transformed_texts
 from migration.verify.report import VerifyReport
 from migration.verify.run import VerifyOptions, run_verify
 from migration.verify.window import TimeWindow
@@ -83,9 +83,9 @@ def test_sql_row_hash_equals_the_python_row_hash(fresh: dict) -> None:
         types = {r[0]: r[1] for r in query(conn, "SELECT column_name, data_type FROM "
                                                  "information_schema.columns WHERE table_schema"
                                                  " = 'lf_runtime' AND table_name = 'customer'")}
-        side = mq.SqlSide(legacy, "lf_runtime", "customer", "id", "updated_ts",
+        side = mq.SqlSide(legacy, "lf_runtime", "customer", ("id",), "updated_ts",
                           tf.targets[0].columns, types)
-        sql = {r.key: r.hash for r in mq.row_hashes(conn, side, None, TimeWindow())}
+        sql = {r.key[0]: r.hash for r in mq.row_hashes(conn, side, None, TimeWindow())}
         raw = query(conn, "SELECT id, " + ", ".join(c.source for c in tf.targets[0].columns)
                     + " FROM lf_runtime.customer")
     python = {r[0]: transformed_texts(tf.targets[0].columns, r[1:]) for r in raw}
@@ -120,10 +120,10 @@ def test_sql_canonical_texts_match_python_on_edge_values(fresh: dict) -> None:
                ColumnMap("ms", "ms"), ColumnMap("day", "ms", "ms_to_day"))
     types = {"id": "int", "txt": "varchar", "l1": "varchar", "raw": "varbinary", "d": "date",
              "ms": "bigint"}
-    side = mq.SqlSide(legacy, "verify_edge", "t", "id", "ms", columns, types)
+    side = mq.SqlSide(legacy, "verify_edge", "t", ("id",), "ms", columns, types)
     with connection(legacy) as conn:
-        got = mq.rows_by_key(conn, side, [r[0] for r in EDGE_ROWS])
-        hashes = {r.key: r.hash for r in mq.row_hashes(conn, side, None, TimeWindow())}
+        got = mq.rows_by_key(conn, side, [(r[0],) for r in EDGE_ROWS])
+        hashes = {r.key[0]: r.hash for r in mq.row_hashes(conn, side, None, TimeWindow())}
     for row in EDGE_ROWS:
         values = dict(zip(("id", "txt", "l1", "raw", "d", "ms"), row, strict=True))
         expected = transformed_texts(columns, [values[c.source] for c in columns])

@@ -63,6 +63,12 @@ def _required(spec: contract.Command) -> list[str]:
     return [w for o in spec.options if o.required for w in (o.flag, "runtime")]
 
 
+def _required_values(spec: contract.Command,
+                     but: contract.Option | None = None) -> dict[str, str]:
+    """The command's required options (--flow, --table) by name, each given "runtime"."""
+    return {o.name: "runtime" for o in spec.options if o.required and o != but}
+
+
 def _needed(spec: contract.Command, option: contract.Option) -> dict[str, bool]:
     """The flags ``option`` needs by the command's couplings (--delete-extra: --repair)."""
     return {c.flag[2:].replace("-", "_"): True for c in spec.checks
@@ -148,7 +154,9 @@ def test_click_options_are_the_contracts(command: str) -> None:
         if option.choices is not None:
             assert isinstance(param.type, click.Choice)
             assert tuple(param.type.choices) == option.choices.choices()
-        if option.kind in (contract.INT, contract.FLOAT):
+        if option.kind == contract.INT and option.minimum is None and option.maximum is None:
+            assert param.type is click.INT   # unbounded: no "[x<=None]" in the help
+        elif option.kind in (contract.INT, contract.FLOAT):
             assert isinstance(param.type, click.IntRange if option.kind == contract.INT
                               else click.FloatRange)
             assert (param.type.min, param.type.max) == (option.minimum, option.maximum)
@@ -197,8 +205,7 @@ def test_a_value_goes_click_fab_argv_click_unchanged(command: str, option: contr
     # what an operator types after `fab TASK`: the same words, as text
     text = True if option.kind == contract.FLAG else (
         [str(v) for v in parsed] if option.multiple else str(parsed))
-    given = {**({"flow": "runtime"} if _required(spec) and not option.required else {}),
-             **needed}
+    given = {**_required_values(spec, option), **needed}
     _fab(command, **given, **{option.name: text})
     (line,) = [x for x in etl_host.lines if not x.startswith("ls ")]
     remote = shlex.split(line)
@@ -227,12 +234,10 @@ def test_bad_values_fail_in_click_and_before_fab_reaches_a_host(
         _click_command(spec.path).make_context(spec.path[-1], [*_required(spec), option.flag,
                                                                bad])
     with pytest.raises(FuretError, match=f"^{option.flag} "):
-        contract.argv(command, {"flow": "runtime", option.name: bad} if _required(spec)
-                      else {option.name: bad})
+        contract.argv(command, {**_required_values(spec), option.name: bad})
     if option.remote:
         with pytest.raises(Exit) as exit_info:
-            _fab(command, **({"flow": "runtime"} if _required(spec) else {}),
-                 **{option.name: bad})
+            _fab(command, **_required_values(spec), **{option.name: bad})
         assert exit_info.value.code == 2 and option.flag in str(exit_info.value.message)
     assert etl_host.lines == []
 

@@ -62,7 +62,7 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
         "etl_runner_legacy_host": "10.213.0.11", "etl_runner_cassandra_hosts": ["10.0.0.31"],
         "etl_runner_cassandra_local_dc": "rbx", "etl_runner_rounds": {"workers": 2},
         "etl_runner_legacy_password": "p'q\"r: s", "etl_runner_target_password": "t",
-        "etl_runner_cassandra_password": "c",
+        "etl_runner_cassandra_password": "c", "etl_runner_remote_flows_dir": "/etc/furet/flows",
     }
     path = tmp_path / "furet.yml"
     path.write_text(template.render(**values))
@@ -71,3 +71,16 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
     assert (config.target.host, config.target.port) == ("127.0.0.1", 3306)
     assert config.cassandra.hosts == ("10.0.0.31",) and config.cassandra.local_dc == "rbx"
     assert config.rounds.workers == 2
+    assert config.flows.dir == "/etc/furet/flows"
+
+
+def test_the_flows_manifest_is_never_taken_for_a_flow(tmp_path: Path) -> None:
+    """The role keeps the names of the flows it deployed beside them: furet must not list
+    that manifest as a flow (migration/flows/locate.py)."""
+    from migration.flows.locate import flow_names
+
+    variables = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    manifest = variables["_etl_runner_flows_manifest"].rsplit("/", 1)[1]
+    (tmp_path / manifest).write_text('["orders_copy.yml"]\n')
+    (tmp_path / "orders_copy.yml").write_text("name: orders_copy\n")
+    assert flow_names(tmp_path) == ["orders_copy"]

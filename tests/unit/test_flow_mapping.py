@@ -22,7 +22,7 @@ def test_shipped_flows_load() -> None:
     assert {"runtime", "rt_bo"} <= set(flow_names())
     runtime = load_flow("runtime")
     quote = runtime.table("quote")
-    assert (quote.key, quote.version) == ("id", "updated_ts")
+    assert (quote.keys, quote.version) == (("id",), "updated_ts")
     assert quote.source_columns[:2] == ("id", "updated_ts")
     bo = load_flow("rt_bo").table("quote").targets[0]
     assert bo.target_of("updated_ts") == "ts" and bo.ref_time is not None
@@ -41,6 +41,15 @@ def _runtime() -> dict:
     (lambda d: d["tables"][0]["targets"][0]["columns"].update(
         city={"from": "city", "transform": "rot13"}), "unknown transform 'rot13'"),
     (lambda d: d["target"].update(kind="oracle"), "target kind 'oracle'"),
+    (lambda d: d["tables"][1].update(key=["id", "id"]), "'key' lists a column twice"),
+    (lambda d: d["tables"][1].update(key={"a": 1}), "'key' must be a column name or a list"),
+    (lambda d: d["tables"][1].update(key=["id", "nope"]),
+     "flow runtime table quote -> quote: key column nope is not mapped"),
+    (lambda d: d["tables"][1].update(version_unit="minutes"),
+     "flow runtime table quote: version_unit 'minutes' is not one of s, ms, us"),
+    (lambda d: d["tables"][1].update(deletes="propagate"),
+     "flow runtime table quote: deletes: propagate needs `version: none`"),
+    (lambda d: d["tables"][1].update(deletes="sometimes"), "deletes 'sometimes' is not one of"),
 ])
 def test_mapping_errors(edit, message: str) -> None:
     data = copy.deepcopy(_runtime())
@@ -58,3 +67,19 @@ def test_utf8_transform_refuses_latin1_bytes() -> None:
 def test_unknown_flow_names_the_shipped_ones() -> None:
     with pytest.raises(FuretError, match="unknown flow 'nope' .*runtime"):
         load_flow("nope")
+
+
+def test_composite_keys_and_version_none_parse() -> None:
+    data = copy.deepcopy(_runtime())
+    quote = data["tables"][1]
+    quote["key"] = ["id", "uid"]
+    quote["targets"][0]["columns"]["uid"] = "uid"
+    table = parse_flow(data).table("quote")
+    assert table.keys == ("id", "uid") and table.width == 2
+    assert table.source_columns[:3] == ("id", "uid", "updated_ts")
+    assert table.target_keys(table.targets[0]) == ("id", "uid")
+    quote["version"] = "none"
+    quote["deletes"] = "propagate"
+    table = parse_flow(data).table("quote")
+    assert table.version == "" and table.deletes == "propagate"
+    assert "updated_ts" in table.source_columns[2:]  # still mapped, but not the version

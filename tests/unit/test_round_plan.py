@@ -39,14 +39,16 @@ def test_consecutive_windows_overlap() -> None:
 
 def test_integer_chunks_cover_the_key_range_exactly() -> None:
     chunks = integer_key_chunks("id", 1, 2_500, 1_000)
-    assert [(c.key_lo, c.key_hi) for c in chunks] == [(0, 1000), (1000, 2000), (2000, 2500)]
+    assert [(c.key_lo, c.key_hi) for c in chunks] == [((0,), (1000,)), ((1000,), (2000,)),
+                                                      ((2000,), (2500,))]
     assert [c.chunk_no for c in chunks] == [0, 1, 2]
     assert integer_key_chunks("id", None, None, 10) == []
 
 
 def test_boundary_chunks_are_open_at_both_ends() -> None:
-    chunks = boundary_key_chunks("uid", ["b", "d"])
-    assert [(c.key_lo, c.key_hi) for c in chunks] == [(None, "b"), ("b", "d"), ("d", None)]
+    chunks = boundary_key_chunks("uid", [("b",), ("d",)])
+    assert [(c.key_lo, c.key_hi) for c in chunks] == [(None, ("b",)), (("b",), ("d",)),
+                                                      (("d",), None)]
 
 
 def test_window_split_in_contiguous_parts() -> None:

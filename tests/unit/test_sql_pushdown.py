@@ -27,7 +27,7 @@ TARGET = _schema("t", id=("bigint", False), v=("bigint", False), name=("varchar"
 
 
 def _flow(*columns: ColumnMap, ref_time: RefTimeMap | None = None) -> TableFlow:
-    return TableFlow("t", "id", "v", (TargetMap("t", (ColumnMap("id", "id"), ColumnMap("v", "v"),
+    return TableFlow("t", ("id",), "v", (TargetMap("t", (ColumnMap("id", "id"), ColumnMap("v", "v"),
                                                       *columns), ref_time),))
 
 
@@ -42,8 +42,8 @@ def test_runtime_flow_is_expressible_in_sql() -> None:
                                     "city": ("varchar", True)})
     pushdown, why = plan(flow.table("customer"), customer, {"customer": target}, "ts")
     assert pushdown is not None and why == "server-built literals"
-    select, cursor_index, first = pushdown.select_list("id")
-    assert (cursor_index, first) == (0, 2)
+    select, cursor_index, first = pushdown.select_list(("id",))
+    assert (cursor_index, first) == ([0], 2)
     assert select.startswith("`id`, `updated_ts`, COALESCE(CONVERT(CONCAT('!', CASE WHEN ")
     # Python's order: the city's encoding, then the birth date (no NOT NULL check: the
     # source columns of the NOT NULL target columns are NOT NULL themselves)
@@ -63,8 +63,8 @@ def test_checks_follow_the_python_path() -> None:
         reason.index("NULL not allowed: t: column name cannot be NULL") < \
         reason.index("bad date: t: column day: invalid date ")
     assert "QUOTE(TRIM(CONVERT(`name` USING utf8mb4)))" in pushdown.literals[0]
-    select, cursor_index, first = pushdown.select_list("name")
-    assert select.startswith("`id`, `v`, `name`, ") and (cursor_index, first) == (2, 3)
+    select, cursor_index, first = pushdown.select_list(("name",))
+    assert select.startswith("`id`, `v`, `name`, ") and (cursor_index, first) == ([2], 3)
 
 
 def test_raw_bytes_are_hex_and_utf8_is_checked() -> None:

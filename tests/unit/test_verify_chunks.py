@@ -1,5 +1,6 @@
-"""furet verify's chunking: adaptive sizes, integer and boundary ranges, time windows,
-sampling, the Cassandra token split and the bucket locator (no server)."""
+"""furet verify's chunking: adaptive sizes, integer and boundary ranges (key tuples), time
+windows in each version type's ledger units, sampling, the Cassandra token split and the
+bucket locator (no server)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime
 
 import pytest
 
+from migration.engine.versions import codec_for
 from migration.errors import FuretError
 from migration.verify.cassandra_checksum import MAX_TOKEN, MIN_TOKEN, Locator, token_ranges
 from migration.verify.chunks import (
@@ -16,7 +18,14 @@ from migration.verify.chunks import (
     Range,
     chunk_units,
 )
-from migration.verify.window import Sampler, TimeWindow, ms_to_iso, parse_instant, parse_window
+from migration.verify.window import (
+    Sampler,
+    TimeWindow,
+    ledger_window,
+    ms_to_iso,
+    parse_instant,
+    parse_window,
+)
 
 
 def test_sizer_aims_at_the_target_time_within_bounded_steps() -> None:
@@ -122,3 +131,111 @@ def test_locator_finds_the_chunk_of_a_value_or_none_in_a_gap() -> None:
     some = Locator([Range(1, "key", 10, 20), Range(5, "key", 50, 60)])  # a re-check
     assert [some.find(v) for v in (5, 15, 30, 55, 61)] == [None, 0, None, 1, None]
     assert Locator([]).find(1) is None
+
+
+def test_key_tuples_order_column_by_column_and_meet_integer_bounds() -> None:
+    chunk = Range(0, "key", (1, "b"), (3, "a"))
+    assert not chunk.contains((1, "b")) and chunk.contains((1, "c")) and chunk.contains((2, ""))
+    assert chunk.contains((3, "a")) and not chunk.contains((3, "aa"))
+    assert chunk.label == '(["1", "b"], ["3", "a"]]'
+    # a single integer key: int bounds (arithmetic cut) hold the key tuple (n,)
+    numeric = Range(0, "key", 10, 20)
+    assert numeric.contains((11,)) and numeric.contains((20,)) and not numeric.contains((10,))
+    assert Range(0, "key", None, ("m",)).label == "(-inf, m]"
+    assert chunk_units(Range(0, "key", (1, "b"), (3, "a")), 7, numeric=False) == 7
+
+
+def test_boundary_ranges_of_a_composite_key() -> None:
+    keys = [(o, line) for o in (1, 2, 3) for line in ("a", "b", "c")]
+
+    def next_boundary(lo: tuple | None, n: int) -> tuple | None:
+        after = [k for k in keys if lo is None or k > lo]
+        return after[n - 1] if len(after) >= n else None
+
+    ranges = BoundaryRanges(next_boundary)
+    got = []
+    while (chunk := ranges.next(4)) is not None:
+        got.append(chunk)
+    assert [(c.lo, c.hi) for c in got] == [(None, (2, "a")), ((2, "a"), (3, "b")),
+                                           ((3, "b"), None)]
+    assert [sum(c.contains(k) for k in keys) for c in got] == [4, 4, 1]
+
+
+def test_locator_buckets_key_tuples_into_integer_or_tuple_ranges() -> None:
+    ints = Locator([Range(0, "key", None, 10), Range(1, "key", 10, None)])
+    assert [ints.find((v,)) for v in (3, 10, 11)] == [0, 0, 1]
+    tuples = Locator([Range(0, "key", None, (2, "b")), Range(1, "key", (2, "b"), (5, "a")),
+                      Range(2, "key", (5, "a"), None)])
+    assert [tuples.find(k) for k in ((1, "z"), (2, "b"), (2, "c"), (5, "a"), (5, "b"))] == [
+        0, 0, 1, 1, 2]
+    versions = Locator([Range(0, "version", 100, 200), Range(1, "version", 200, 300)])
+    assert [versions.find(v) for v in (100, 150, 300, 301)] == [None, 0, 1, None]
+
+
+def test_a_window_in_ms_selects_the_same_instants_in_every_version_type() -> None:
+    """(since, until] in epoch ms, as each column's ledger values: rounded down to the
+    column's tick, which keeps ``v > since`` and ``v <= until`` exact for whole ticks."""
+    since = parse_instant("2026-11-25T10:00:00.500Z", "--since")
+    until = parse_instant("2026-11-25T10:00:05.500Z", "--until")
+    window = TimeWindow(since, until)
+    ms = codec_for("t", "v", "bigint", None)
+    assert ledger_window(window, ms) == window                   # epoch ms: unchanged
+    seconds = ledger_window(window, codec_for("t", "v", "int", None))
+    assert seconds == TimeWindow(since // 1000, until // 1000)
+    assert not seconds.contains(since // 1000) and seconds.contains(since // 1000 + 1)
+    dt0 = codec_for("t", "v", "datetime", 0)
+    whole = ledger_window(window, dt0)                           # epoch us, whole seconds
+    at = [dt0.ledger(datetime.datetime(2026, 11, 25, 10, 0, s)) for s in (0, 1, 5, 6)]
+    assert [whole.contains(v) for v in at] == [False, True, True, False]
+    ts3 = codec_for("t", "v", "timestamp", 3)
+    milli = ledger_window(window, ts3)
+    near = [ts3.ledger(datetime.datetime(2026, 11, 25, 10, 0, 0, us, datetime.UTC))
+            for us in (500_000, 501_000)]
+    assert [milli.contains(v) for v in near] == [False, True]
+    paris = codec_for("t", "v", "datetime", 0, timezone="Europe/Paris")
+    local = ledger_window(window, paris)   # 10:00 UTC is 11:00 in Paris in November
+    assert local.contains(paris.ledger(datetime.datetime(2026, 11, 25, 11, 0, 1)))
+    assert not local.contains(paris.ledger(datetime.datetime(2026, 11, 25, 10, 0, 1)))
+    assert ledger_window(TimeWindow(), dt0) == TimeWindow()
+
+
+class _Rows:
+    """A Cassandra session whose one token range holds ``rows`` (tuple rows)."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    def execute(self, statement: object, rng: tuple[int, int], execution_profile: str) -> list:
+        return self.rows if rng[0] == MIN_TOKEN else []
+
+
+def test_a_cassandra_scan_reads_key_tuples_and_ledger_versions() -> None:
+    """Key columns mapped to partition and clustering columns come back as one key tuple in
+    the flow's key order; a ``timestamp`` version (naive UTC from the driver) and a
+    ``bigint`` one come back as ledger values."""
+    from migration.verify import cassandra_checksum as cq
+
+    moment = datetime.datetime(2026, 1, 1, 0, 0, 1, 250000)
+    ts3 = codec_for("t", "taken_at", "timestamp", 3)
+    # target columns in mapping order: the flow key (site, seq) is (partition, clustering)
+    side = cq.CassandraSide(_Rows([("north", moment, 7, 42), ("south", moment, 8, 43)]),
+                            "ks", "readings", ("site", "seq"), "taken_at",
+                            ("site", "taken_at", "seq", "value"), ("site",),
+                            ("site", "seq"), codec=ts3)
+    seen = []
+
+    def chunk_of(key: tuple, version: int | None) -> int:
+        seen.append((key, version))
+        return 0
+
+    result = cq.scan(side, chunk_of, keep=lambda key, version: key == ("south", 8),
+                     splits=2, workers=1)
+    micros = ts3.ledger(moment.replace(tzinfo=datetime.UTC))
+    assert seen == [(("north", 7), micros), (("south", 8), micros)]
+    assert [(r.key, r.version, r.native) for r in result.kept] == [
+        (("south", 8), micros, ("south", moment, 8, 43))]
+    assert result.buckets[0][0] == 2
+    epoch_ms = cq.CassandraSide(_Rows([]), "ks", "t", ("id",), "v", ("id", "v"), ("id",),
+                                ("id",), codec=codec_for("t", "v", "bigint", None))
+    assert epoch_ms.version_of(1_700_000_000_123) == 1_700_000_000_123
+    assert epoch_ms.version_of(datetime.datetime(1970, 1, 1, 0, 0, 1)) == 1000

@@ -1,6 +1,6 @@
 """furet verify's parts without servers: the chunk planner, the comparison over two sides
 behind the Side protocol (in-memory stores here), the repair with its dependencies passed
-in, and the consistency levels."""
+in, and the consistency levels; keys of one integer column and composite keys."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pymysql
 import pytest
 from rich.console import Console
 
+from migration.canonical import key_text
 from migration.config import DbSettings
+from migration.engine.keys import Key
 from migration.engine.quarantine import QuarantinedRow
 from migration.engine.writer import BatchOutcome
 from migration.enums import Consistency
@@ -38,7 +40,9 @@ from migration.verify.window import Sampler, TimeWindow
 
 
 class Span:
-    def __init__(self, keys: Sequence[int]) -> None:
+    """Integer keys (cut arithmetically) or key tuples (cut at boundaries)."""
+
+    def __init__(self, keys: Sequence[Any]) -> None:
         self.keys = sorted(keys)
 
     def bounds(self, kind: str) -> tuple[Any, Any]:
@@ -48,21 +52,42 @@ class Span:
     def count(self) -> int:
         return len(self.keys)
 
-    def next_boundary(self, lo: Any, rows: int) -> Any:
-        raise AssertionError("integer keys are cut arithmetically")
+    def next_boundary(self, lo: Key | None, rows: int) -> Key | None:
+        assert all(isinstance(k, tuple) for k in self.keys), \
+            "integer keys are cut arithmetically"
+        after = [k for k in self.keys if lo is None or k > lo]
+        return after[rows - 1] if len(after) >= rows else None
+
+
+def _t(key: Any) -> Key:
+    return key if isinstance(key, tuple) else (key,)
 
 
 class Store:
-    """key -> (version, hash); ``per_chunk`` False reads like Cassandra (one pass)."""
+    """key -> (version, hash), keys ints (one integer column) or tuples (composite);
+    ``per_chunk`` False reads like Cassandra (one pass)."""
 
-    def __init__(self, rows: dict[int, tuple[int, int]], per_chunk: bool = True) -> None:
+    def __init__(self, rows: dict[Any, tuple[int, int]], per_chunk: bool = True) -> None:
         self.rows = dict(rows)
+        self.width = len(next(iter(rows))) if rows and isinstance(next(iter(rows)),
+                                                                  tuple) else 1
         self.per_chunk = per_chunk
         self.copied: list[Any] = []
         self.deleted: list[Any] = []
         self.overwritten: list[Any] = []
-        self.refuse: set[int] = set()
+        self.refuse: set[Any] = set()
         self.drills = 0
+
+    def _raw(self, key: Key) -> Any:
+        return key[0] if self.width == 1 and not isinstance(next(iter(self.rows), 0),
+                                                            tuple) else key
+
+    def _split(self, row: Sequence[Any]) -> tuple[Any, int, int]:
+        """A source row (key columns, version, hash) -> (raw key, version, hash)."""
+        w = self.width
+        key = row[0] if w == 1 and not isinstance(next(iter(self.rows), 0), tuple) \
+            else tuple(row[:w])
+        return key, row[w], row[w + 1]
 
     @property
     def where(self) -> str:
@@ -75,8 +100,8 @@ class Store:
         return Span(list(self.rows))
 
     def _in(self, chunk: Chunk) -> list[RowInfo]:
-        return [RowInfo(k, v, h) for k, (v, h) in sorted(self.rows.items())
-                if chunk.rng.contains(k) and k not in chunk.excluded]
+        return [RowInfo(_t(k), v, h) for k, (v, h) in sorted(self.rows.items())
+                if chunk.rng.contains(_t(k)) and _t(k) not in chunk.excluded]
 
     def _sum(self, chunk: Chunk) -> tuple[int, int]:
         xor = 0
@@ -96,8 +121,9 @@ class Store:
             chunk.report.target_rows = chunk.target[0]
         return 1.5
 
-    def current_versions(self, keys: Sequence[Any]) -> Quarantine:
-        return {nk(k): (k, self.rows[k][0]) for k in keys if k in self.rows}
+    def current_versions(self, keys: Sequence[Key]) -> Quarantine:
+        return {nk(k): (k, self.rows[self._raw(k)][0]) for k in keys
+                if self._raw(k) in self.rows}
 
     def drill(self, done: Sequence[Chunk], bad: Sequence[Chunk], source: Any,
               quarantine: Quarantine) -> list[Classified]:
@@ -108,20 +134,22 @@ class Store:
     def rows_of(self, chunk: Chunk) -> dict[str, RowInfo]:
         return {nk(r.key): r for r in self._in(chunk)}
 
-    def texts(self, keys: Sequence[Any]) -> dict[str, RowInfo]:
+    def texts(self, keys: Sequence[Key]) -> dict[str, RowInfo]:
         out = {}
         for k in keys:
-            if k in self.rows:
-                version, h = self.rows[k]
-                out[nk(k)] = RowInfo(k, version, h, (str(k), str(version), str(h)))
+            if self._raw(k) in self.rows:
+                version, h = self.rows[self._raw(k)]
+                out[nk(k)] = RowInfo(k, version, h, (*(str(v) for v in k), str(version),
+                                                     str(h)))
         return out
 
-    def source_rows(self, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return [(k, self.rows[k][0], self.rows[k][1]) for k in keys if k in self.rows]
+    def source_rows(self, keys: Sequence[Key]) -> list[tuple[Any, ...]]:
+        return [(*k, *self.rows[self._raw(k)]) for k in keys if self._raw(k) in self.rows]
 
     def copy(self, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
         outcome = BatchOutcome()
-        for key, version, h in rows:
+        for row in rows:
+            key, version, h = self._split(row)
             if key in self.refuse:
                 outcome.quarantined.append(QuarantinedRow("t", str(key), version, "t", "no",
                                                           {}))
@@ -135,13 +163,14 @@ class Store:
 
     def delete(self, extra: Sequence[tuple[str, RowInfo]]) -> int:
         for _, row in extra:
-            self.deleted.append(row.key)
-            del self.rows[row.key]
+            self.deleted.append(self._raw(row.key))
+            del self.rows[self._raw(row.key)]
         return len(extra)
 
     def overwrite(self, rows: Sequence[tuple[Any, ...]]) -> int:
         written = 0
-        for key, version, h in rows:
+        for row in rows:
+            key, version, h = self._split(row)
             if key not in self.refuse:
                 self.rows[key] = (version, h)
                 self.overwritten.append(key)
@@ -149,19 +178,26 @@ class Store:
         return written
 
 
-TF = TableFlow("t", "id", "v", (TargetMap("t", (ColumnMap("id", "id"), ColumnMap("v", "v"),
-                                                ColumnMap("h", "h"))),))
+TF = TableFlow("t", ("id",), "v", (TargetMap("t", (ColumnMap("id", "id"),
+                                                    ColumnMap("v", "v"), ColumnMap("h", "h"))),))
+# a composite key: (order_no, line) -> its rows
+TF2 = TableFlow("lines", ("order_no", "line"), "v", (TargetMap("lines", (
+    ColumnMap("order_no", "order_no"), ColumnMap("line", "line"), ColumnMap("v", "v"),
+    ColumnMap("h", "h"))),))
 
 
 def _pair(source: Store, target: Store) -> Pair:
+    if source.width > 1:
+        return Pair(TF2, TF2.targets[0], source, target,  # type: ignore[arg-type]
+                    ("order_no", "line", "v", "h"), numeric_key=False)
     return Pair(TF, TF.targets[0], source, target, ("id", "v", "h"),  # type: ignore[arg-type]
                 numeric_key=True)
 
 
 def _comparer(quarantined: dict[str, set[int]] | None = None, sample: float = 1.0,
               progress: Any = None) -> Comparer:
-    planner = ChunkPlanner(TimeWindow(), Sampler(sample, 7), chunk_time=0.3, initial_chunk=100)
-    reads = Reads(TimeWindow(), workers=3)
+    planner = ChunkPlanner(Sampler(sample, 7), chunk_time=0.3, initial_chunk=100)
+    reads = Reads(workers=3)
     return Comparer(planner, reads, progress or Silent(), lambda table: quarantined or {},
                     max_report_rows=1000)
 
@@ -174,29 +210,69 @@ def _source(n: int = 1000) -> Store:
 
 
 def test_quarantine_keeps_only_rows_whose_current_version_is_quarantined() -> None:
-    current = {"1": (1, 10), "2": (2, 20), "3": (3, 31)}
-    got = quarantine_of({"1": {10}, "2": {19}, "3": {30, 31}, "x": {1}}, True,
-                        lambda keys: {k: v for k, v in current.items() if int(k) in keys})
-    assert got == {"1": (1, 10), "3": (3, 31)}      # 2 changed since; "x" is no integer key
+    current = {"1": ((1,), 10), "2": ((2,), 20), "3": ((3,), 31)}
+    asked: list[Sequence[Key]] = []
+
+    def lookup(keys: Sequence[Key]) -> Quarantine:
+        asked.append(keys)
+        return {k: v for k, v in current.items() if v[0] in keys}
+
+    got = quarantine_of({"1": {10}, "2": {19}, "3": {30, 31}, "x": {1}}, 1, True, lookup)
+    assert got == {"1": ((1,), 10), "3": ((3,), 31)}  # 2 changed since; "x" is no integer key
+    assert sorted(asked[0]) == [(1,), (2,), (3,)]
+
+
+def test_quarantine_of_a_composite_key_looks_up_its_texts_and_matches_by_key_text() -> None:
+    """furet.quarantine holds the key text; the texts are looked up as they are (MariaDB
+    converts them) and a row found is matched back by ITS key text, so a text that only
+    converts to the key ("007" for 7) matches nothing."""
+    rows = {(7, "b"): 5, (8, "a"): 6, (9, "c"): 9}
+
+    def lookup(keys: Sequence[Key]) -> Quarantine:
+        found = {}
+        for k in keys:               # like MariaDB: '007' = 7
+            native = (int(k[0]), k[1])
+            if native in rows:
+                found[key_text(native)] = (native, rows[native])
+        return found
+
+    texts = {key_text((7, "b")): {5}, key_text((8, "a")): {1}, '["007", "c"]': {9},
+             '["9"]': {9}, "9": {9}, "[not json": {9}}
+    assert quarantine_of(texts, 2, False, lookup) == {'["7", "b"]': ((7, "b"), 5)}
 
 
 def test_planner_cuts_contiguous_chunks_open_at_both_ends_with_exclusions() -> None:
-    planner = ChunkPlanner(TimeWindow(), Sampler(1.0), chunk_time=0.3, initial_chunk=250)
-    chunks, _ = planner.adaptive(Span(range(1, 1001)), True, {"300": (300, 5),
-                                                               "777": (777, 5)})
+    planner = ChunkPlanner(Sampler(1.0), chunk_time=0.3, initial_chunk=250)
+    chunks, _ = planner.adaptive(Span(range(1, 1001)), TimeWindow(), True,
+                                 {"300": ((300,), 5), "777": ((777,), 5)})
     got = list(chunks)   # nothing learnt: the first size throughout
     assert [(c.rng.lo, c.rng.hi) for c in got] == [
         (None, 250), (250, 500), (500, 750), (750, None)]
-    assert [c.excluded for c in got] == [[], [300], [], [777]]
+    assert [c.excluded for c in got] == [[], [(300,)], [], [(777,)]]
     assert all(c.take and c.report.status == "ok" for c in got)
-    again = list(planner.fixed([got[1].rng], {"300": (300, 5)}))
-    assert again[0].take and again[0].excluded == [300] and again[0].rng == got[1].rng
+    again = list(planner.fixed([got[1].rng], {"300": ((300,), 5)}, TimeWindow()))
+    assert again[0].take and again[0].excluded == [(300,)] and again[0].rng == got[1].rng
+
+
+def test_planner_cuts_composite_keys_at_boundaries_with_exclusions() -> None:
+    keys = [(o, f"l{n}") for o in range(1, 101) for n in range(10)]      # 1000 key tuples
+    planner = ChunkPlanner(Sampler(1.0), chunk_time=0.3, initial_chunk=250)
+    quarantine = {key_text(k): (k, 3) for k in ((5, "l1"), (25, "l9"), (100, "l2"))}
+    chunks, _ = planner.adaptive(Span(keys), TimeWindow(), False, quarantine)
+    got = list(chunks)   # nothing learnt: the first size throughout
+    assert [(c.rng.lo, c.rng.hi) for c in got] == [
+        (None, (25, "l9")), ((25, "l9"), (50, "l9")), ((50, "l9"), (75, "l9")),
+        ((75, "l9"), (100, "l9")), ((100, "l9"), None)]
+    assert [c.excluded for c in got] == [[(5, "l1"), (25, "l9")], [], [], [(100, "l2")], []]
+    assert (got[1].report.lo, got[1].report.hi) == ((25, "l9"), (50, "l9"))
+    again = list(planner.fixed([got[3].rng], quarantine, TimeWindow()))
+    assert again[0].excluded == [(100, "l2")]
 
 
 def test_planner_samples_with_one_reproducible_sampler() -> None:
     def taken(seed: int) -> list[bool]:
-        planner = ChunkPlanner(TimeWindow(), Sampler(0.5, seed), 0.3, initial_chunk=100)
-        chunks, _ = planner.adaptive(Span(range(1, 2001)), True, {})
+        planner = ChunkPlanner(Sampler(0.5, seed), 0.3, initial_chunk=100)
+        chunks, _ = planner.adaptive(Span(range(1, 2001)), TimeWindow(), True, {})
         return [c.take for c in chunks]
 
     first = taken(3)
@@ -229,6 +305,41 @@ def test_compare_finds_the_exact_rows_on_either_kind_of_side(per_chunk: bool) ->
     assert table.source_rows == 1000 and table.target_rows == 1000
     assert [(d.kind, d.key) for d in table.diffs] == [("different", 950), ("missing", 5)]
     assert table.diffs_truncated and table.diffs[0].columns == ["h"]
+
+
+@pytest.mark.parametrize("per_chunk", [True, False])
+def test_compare_and_repair_composite_keys_by_key_text(per_chunk: bool) -> None:
+    source = Store({(o, f"l{n}"): (1000 + o * 10 + n, o * 7919 + n) for o in range(1, 101)
+                    for n in range(10)})
+    rows = dict(source.rows)
+    del rows[(7, "l3")]
+    rows[(40, "l0")] = (rows[(40, "l0")][0] - 1, 1)     # older and different: copied over
+    rows[(55, "zz")] = (1, 1)                            # extra, inside the span
+    rows[(0, "a")] = (1, 1)                              # extra, before the first key
+    target = Store(rows, per_chunk=per_chunk)
+    pair = _pair(source, target)
+    table = TableReport("lines", "lines", "order_no, line", "v", pair.mode)
+    done, found = _comparer().compare(pair, table)
+    assert len(done) >= 2 and all(isinstance(c.rng.hi, tuple) for c in done[:-1])
+    assert set(found.missing) == {'["7", "l3"]'} and set(found.different) == {'["40", "l0"]'}
+    assert sorted(k for k, _ in found.extra) == ['["0", "a"]', '["55", "zz"]']
+    fill_report(pair, table, done, found, max_report_rows=10)
+    assert [(d.kind, d.key, d.key_text) for d in table.diffs] == [
+        ("different", (40, "l0"), '["40", "l0"]'), ("missing", (7, "l3"), '["7", "l3"]'),
+        ("extra", (0, "a"), '["0", "a"]'), ("extra", (55, "zz"), '["55", "zz"]')]
+    assert table.diffs[0].columns == ["v", "h"]
+
+    recorded: list[Sequence[QuarantinedRow]] = []
+
+    def recheck(ranges: Sequence[Range]) -> Classified:
+        return _comparer().compare(pair, TableReport("lines", "lines", "", "v", "x"),
+                                   fixed=ranges)[1]
+
+    report = repair_pair(pair, done, found, recheck, recorded.append,
+                         RepairPolicy(delete_extra=True))
+    assert sorted(target.copied) == [(7, "l3"), (40, "l0")]
+    assert sorted(target.deleted) == [(0, "a"), (55, "zz")] and report.deleted == 2
+    assert report.ok and target.rows == source.rows
 
 
 def test_quarantined_rows_are_left_out_of_both_sides() -> None:
@@ -374,3 +485,36 @@ def test_repair_does_not_import_the_runner() -> None:
     code = ("import sys, migration.verify.repair, migration.verify.compare; "
             "sys.exit('migration.verify.run' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_tables_verify_cannot_compare_are_refused_in_one_line() -> None:
+    from migration.flows.mapping import parse_flow
+    from migration.flows.validate import ColumnInfo, TableSchema
+    from migration.verify.run import _sql_target_side, table_codec
+
+    flow = parse_flow({"name": "f", "source": {"database": "src"},
+                       "target": {"database": "dst"},
+                       "tables": [{"source": "t", "key": ["a", "b"], "version": v,
+                                   "targets": [{"table": "t", "columns": {
+                                       "a": "a", "b": "b", **({"v": "v"} if v != "none"
+                                                              else {})}}]}
+                                  for v in ("v", "none")]})
+    with_version, without = flow.tables
+
+    def schema(vtype: str) -> TableSchema:
+        return TableSchema("db", "t", {c: ColumnInfo(c, vtype if c == "v" else "int", False,
+                                                     False, False) for c in "abv"},
+                           (("a", "b"),))
+
+    codec = table_codec(flow, with_version, schema("datetime"))
+    assert codec is not None and codec.temporal
+    # version: none is compared by key (its refusals: tests/unit/test_verify_versionless.py)
+    assert table_codec(flow, without, schema("int")) is None
+    settings = DbSettings("target", "10.0.0.2", 3306, "furet", "s3cret")
+    side = _sql_target_side(flow, with_version, with_version.targets[0], settings,
+                            schema("timestamp"), codec)
+    assert side.keys == ("a", "b") and side.codec is codec
+    with pytest.raises(FuretError, match="table t: version column 'v' is BIGINT but the "
+                                         "source's is DATETIME\\(0\\)"):
+        _sql_target_side(flow, with_version, with_version.targets[0], settings,
+                         schema("bigint"), codec)

@@ -156,3 +156,31 @@ def test_cli_user_errors_exit_2_before_any_connection() -> None:
     assert result.exit_code == 2 and "--sample" in result.output
     result = runner.invoke(cli, ["verify", "--help"])
     assert result.exit_code == 0 and "--report-dir" in result.output
+
+
+def test_composite_keys_and_temporal_versions_read_well_in_every_report() -> None:
+    """A composite key: its values in JSON, its key text on the console and in HTML; a
+    temporal version (ledger epoch microseconds) shown as its day and instant."""
+    table = TableReport("order_line", "order_line", "order_no, line_no", "changed_at", "sql",
+                        chunks=2, chunks_checked=2, source_rows=10, target_rows=10,
+                        quarantined_keys=[(3, "x")], version_type="DATETIME(0)",
+                        version_us=1)
+    moment = 1_764_000_000_000_000          # 2025-11-24T16:00:00Z in epoch microseconds
+    table.chunk_list = [ChunkReport(0, "key", None, (5, "b"), status="mismatch"),
+                        ChunkReport(1, "version", moment, moment + 1_500, status="mismatch")]
+    table.mismatching_chunks, table.missing = 2, 1
+    table.diffs = [DiffRow("missing", (5, "a[bold]"), [], {"qty": "1"}, None, moment)]
+    report = VerifyReport("f", "legacy", "target", "2026-11-26T09:00:00+00:00", tables=[table])
+    data = json.loads(report.to_json())
+    diff = data["tables"][0]["diffs"][0]
+    assert diff["key"] == [5, "a[bold]"] and diff["key_text"] == '["5", "a[bold]"]'
+    assert data["tables"][0]["quarantined_keys"] == [[3, "x"]]
+    page = render_html(report)
+    assert "<td class=l>[&quot;5&quot;, &quot;a[bold]&quot;]</td>" in page
+    assert "key (-inf, [&quot;5&quot;, &quot;b&quot;]]" in page
+    assert "version (2025-11-24T16:00:00.000Z, 2025-11-24T16:00:00.001500Z]" in page
+    assert "2025-11-24 (1)" in page and "DATETIME(0)" in page
+    assert "[&quot;3&quot;, &quot;x&quot;]" in page
+    sink = io.StringIO()
+    print_report(Console(file=sink, width=200), report)
+    assert 'order_line -> order_line: missing key ["5", "a[bold]"]' in sink.getvalue()

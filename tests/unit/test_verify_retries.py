@@ -11,9 +11,9 @@ import pytest
 from migration.config import DbSettings
 from migration.errors import FuretError
 from migration.flows.mapping import ColumnMap
+from migration.rowhash import hash_texts
 from migration.verify import cassandra_checksum as cq
 from migration.verify import mysql_checksum as mq
-from migration.verify.normalise import hash_texts
 from migration.verify.window import TimeWindow
 
 
@@ -52,7 +52,7 @@ class _Conn:
 
 
 SIDE = mq.SqlSide(DbSettings("legacy", "10.0.0.1", 3306, "furet", "s3cret"), "lf_runtime",
-                  "quote", "id", "updated_ts", (ColumnMap("id", "id"),), {"id": "bigint"})
+                  "quote", ("id",), "updated_ts", (ColumnMap("id", "id"),), {"id": "bigint"})
 
 
 def test_a_lost_link_is_retried_on_a_reconnected_link() -> None:
@@ -94,7 +94,7 @@ class _Session:
 
 def test_a_timed_out_token_range_is_read_again_and_counted_once() -> None:
     session = _Session()
-    side = cq.CassandraSide(session, "prod", "t", "k", "v", ("k", "v"), ("k",), ("k",))
+    side = cq.CassandraSide(session, "prod", "t", ("k",), "v", ("k", "v"), ("k",), ("k",))
     result = cq.scan(side, lambda key, version: 0, splits=4, workers=2)
     assert session.failed and len(session.calls) == 5
     assert result.rows == 6 and result.buckets[0][0] == 6

@@ -5,8 +5,11 @@ the mapping says it should. The row hash is computed in SQL inside MariaDB/MySQL
 a checksum never moves rows) and in Python (Cassandra rows, and source tables whose
 transforms have no exact SQL form). The two are defined once, here:
 
-- a value's text: integers in decimal, dates ``YYYY-MM-DD``, text as UTF-8 (latin1 columns
-  are converted, never reinterpreted);
+- a value's text (:func:`migration.canonical.value_text`): integers in decimal, dates
+  ``YYYY-MM-DD``, DATETIME/TIMESTAMP as Python's ``isoformat(sep=" ")`` (no fraction when
+  it is zero, else six digits, whatever the column's precision: a DATETIME(3) source and a
+  DATETIME(6) or Cassandra ``timestamp`` target agree; TIMESTAMPs in the session's UTC),
+  text as UTF-8 (latin1 columns are converted, never reinterpreted);
 - a field: ``<char length>:<text>``, or ``N`` for NULL (length-prefixed, so a ``#`` inside a
   value can never make two different rows hash alike, and NULL differs from ``''``);
 - a row: the fields joined by ``#``, MD5, the first 16 hex digits as an unsigned 64-bit
@@ -22,18 +25,18 @@ with the mapping's own transform functions.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from migration.canonical import value_text
 from migration.flows.mapping import ColumnMap, TransformError
 
 NULL_FIELD = "N"
 SEPARATOR = "#"
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "bit", "year"})
 DATE_TYPES = frozenset({"date"})
+DATETIME_TYPES = frozenset({"datetime", "timestamp"})
 
 # transform -> SQL over the quoted source column (``{c}``); must equal the Python function
 SQL_TRANSFORMS = {
@@ -45,30 +48,6 @@ SQL_TRANSFORMS = {
 CLIENT_ONLY_TRANSFORMS = frozenset({"trim", "lower"})
 # A value the mapping cannot transform (the round quarantines such rows): its field text.
 UNTRANSFORMABLE = "!untransformable"
-
-
-def value_text(value: Any) -> str | None:
-    """The canonical text of one value (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    date = getattr(value, "date", None)  # cassandra.util.Date
-    if callable(date):
-        return value_text(date())
-    return str(value)
 
 
 def field(text: str | None) -> str:
@@ -107,6 +86,13 @@ def sql_text(column: str, data_type: str, transform: str = "") -> str:
         return f"CAST({expr} AS CHAR)" if transform == "ms_to_day" else expr
     if data_type in INTEGER_TYPES or data_type in DATE_TYPES:
         return f"CAST({c} AS CHAR)"
+    if data_type == "float":
+        # a FLOAT prints with 6 digits: two different values could share one text
+        return f"CAST(CAST({c} AS DOUBLE) AS CHAR)"
+    if data_type in DATETIME_TYPES:
+        # no '%' (DATE_FORMAT): these expressions go through the driver's % formatting
+        return (f"IF(MICROSECOND({c}) = 0, LEFT(CAST({c} AS CHAR), 19), "
+                f"CAST(CAST({c} AS DATETIME(6)) AS CHAR))")
     return f"CONVERT({c} USING utf8mb4)"
 
 

@@ -9,8 +9,8 @@ import hashlib
 
 import pytest
 
+from migration import rowhash as n
 from migration.flows.mapping import ColumnMap
-from migration.verify import normalise as n
 
 
 def test_value_texts() -> None:
@@ -62,6 +62,15 @@ def test_sql_texts_by_type_and_transform() -> None:
     assert day.startswith("CAST(DATE_ADD(DATE'1970-01-01'") and "DIV 86400000" in day
     with pytest.raises(ValueError, match="no SQL form"):
         n.sql_text("email", "varchar", "lower")
+    # DATETIME/TIMESTAMP: Python's isoformat whatever the precision, and no '%' (the
+    # statements go through the driver's % formatting)
+    ts = n.sql_text("changed_at", "timestamp")
+    assert ts == ("IF(MICROSECOND(`changed_at`) = 0, LEFT(CAST(`changed_at` AS CHAR), 19), "
+                  "CAST(CAST(`changed_at` AS DATETIME(6)) AS CHAR))")
+    assert "%" not in ts and n.sql_text("d", "datetime") == ts.replace("changed_at", "d")
+    assert n.value_text(datetime.datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05"
+    assert n.value_text(datetime.datetime(2026, 1, 2, 3, 4, 5, 120000)) == \
+        "2026-01-02 03:04:05.120000"
 
 
 def test_the_sql_row_hash_mirrors_the_python_one() -> None:
