@@ -6,21 +6,26 @@
     fab unfreeze
     fab add-version --table T [--database DB] [--column C] [--dry-run] [--allow-lock] ...
                                       furet legacy add-version (a version column, online)
+    fab flow-init --source-db DB --target mariadb:DB > inventories/.../flows/DB.yml
+                                      furet flow init on the ETL host (stdout unprefixed)
+    fab target-schema --flow F [--apply]
+                                      furet target schema (the target tables of a flow)
     fab version                       furet --version on every ETL host
     fab verify --flow F [--repair [--delete-extra]] [--table T]... [--workers N] ...
                                       furet verify; reports fetched to ./reports/
     fab rehearsal [--quotes N] [--rounds R] [--rate TPS]
                                       lab only: seed, rounds under traffic, freeze, final
 
-round, status, verify, freeze, unfreeze and add-version are built from the command contract
+round, status, verify, freeze, unfreeze, add-version, flow-init and target-schema are built
+from the command contract
 (migration/contract.py): they take every option furet's command takes remotely, and the
 group's (--target-host...); `fab --help TASK` lists them. Every task takes
 ``-i/--inventory`` (else FURET_INVENTORY, else inventories/lab/hosts.yml) and ``-o/--on``
 (inventory names or groups, comma separated; default the host of ``fab -H``, else the
-``etl`` group). round, verify, freeze, unfreeze, add-version and rehearsal run on exactly
-one host. The remote output streams back live; at the end one line per host says ok or why
-it failed, and fab exits non-zero if any host failed. The logic is in
-migration/fabric_tasks.py; this file only wires it to Fabric.
+``etl`` group). round, verify, freeze, unfreeze, add-version, flow-init, target-schema and
+rehearsal run on exactly one host. The remote output streams back live; at the end one
+line per host says ok or why it failed, and fab exits non-zero if any host failed. The
+logic is in migration/fabric_tasks.py; this file only wires it to Fabric.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ verify = fabric_tasks.contract_task("verify")
 freeze = fabric_tasks.contract_task("freeze")
 unfreeze = fabric_tasks.contract_task("unfreeze")
 add_version = fabric_tasks.contract_task("add_version")
+# one host, output unprefixed: `fab flow-init ... > inventories/production/flows/shop.yml`
+flow_init = fabric_tasks.contract_task("flow_init")
+target_schema = fabric_tasks.contract_task("target_schema")
 
 
 @task(help=_COMMON_HELP)

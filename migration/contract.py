@@ -1,14 +1,15 @@
 """Each remote-capable `furet` command described once: its options, their types, defaults,
 help, and the checks that couple them. Everything else is derived from this table:
 
-- the click options of ``furet round|status|verify|legacy freeze|unfreeze|add-version``
-  and of the ``furet`` group (:meth:`Command.click_params`, used by :mod:`migration.cli`);
+- the click options of ``furet round|status|verify|legacy freeze|unfreeze|add-version``,
+  ``furet flow init`` and ``furet target schema``, and of the ``furet`` group
+  (:meth:`Command.click_params`, used by :mod:`migration.cli`);
 - the Fabric tasks' arguments and help (:mod:`migration.fabric_tasks`, ``fabfile.py``);
 - the remote argv, validated and typed (:func:`argv`, also the ``furet_argv`` filter of
   ``playbooks/verify_gate.yml``).
 
-Commands that only run where the operator works (``furet flow init|check``, ``furet target
-schema``) are described the same way in :data:`LOCAL_COMMANDS`: click options only.
+``furet flow check FLOW`` (a positional argument) is described the same way in
+:data:`LOCAL_COMMANDS`: click options only, no Fabric task.
 
 Invariant: an option exists in one place, :data:`COMMANDS` (or :data:`GLOBAL` for the
 group's options). A test (tests/unit/test_contract.py) walks every command and proves click,
@@ -386,36 +387,36 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
                 Option("--pause-ms", INT, "Pause between backfill batches.", default=0,
                        minimum=0, maximum=60_000),
                 NO_PROGRESS)),
-)}
-
-# Commands run where the operator works, once per migration (they print a file to review
-# or create schemas): described like COMMANDS, but no Fabric task and no remote argv.
-LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
     Command("flow_init", ("flow", "init"),
             "Print a complete, commented flow YAML for a legacy database, read from its "
             "information_schema: key = primary key, the best version column (or none), every "
             "column mapped. Tables without a primary key are listed and left out.",
-            options=(
+            one_host=True, options=(
                 Option("--source-db", help="The legacy database.", required=True),
                 Option("--tables", help="Only these tables, comma separated (default: all)."),
                 Option("--target", help="mariadb:DATABASE or cassandra:KEYSPACE.",
                        required=True),
                 Option("--name", help="The flow's name (default: the source database, or "
                                       "SOURCE_to_TARGET when they differ)."))),
-    Command("flow_check", ("flow", "check"),
-            "Check FLOW (a flow name, as --flow takes it, or a YAML path) against the live "
-            "source and target schemas: one line per table; exit 2 if a table does not fit.",
-            arguments=(Argument("flow", "FLOW"),)),
     Command("target_schema", ("target", "schema"),
             "Print the CREATE statements of a flow's target tables, made from the source "
             "tables' definitions (Galera: InnoDB, utf8mb4, the source's primary key); "
             "--apply creates what is missing.",
-            options=(
+            one_host=True, options=(
                 Option("--flow", help=FLOW_HELP, required=True),
                 Option("--apply", FLAG, "Create the database and the missing tables (existing "
                        "ones are left as they are)."),
                 Option("--replication", help="Cassandra flows: the replication map of a new "
                        "keyspace (default: that of furet cassandra init)."))),
+)}
+
+# Commands run where the operator works, with a positional argument (``furet flow check
+# FLOW``): described like COMMANDS, click options only, no Fabric task and no remote argv.
+LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
+    Command("flow_check", ("flow", "check"),
+            "Check FLOW (a flow name, as --flow takes it, or a YAML path) against the live "
+            "source and target schemas: one line per table; exit 2 if a table does not fit.",
+            arguments=(Argument("flow", "FLOW"),)),
 )}
 
 # What every Fabric task takes besides its command's options (never passed on).
