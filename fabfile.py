@@ -24,7 +24,9 @@ group's (--target-host...); `fab --help TASK` lists them. Every task takes
 (inventory names or groups, comma separated; default the host of ``fab -H``, else the
 ``etl`` group). round, verify, freeze, unfreeze, add-version, flow-init, target-schema and
 rehearsal run on exactly one host. The remote output streams back live; at the end one
-line per host says ok or why it failed, and fab exits non-zero if any host failed. The
+line per host says ok or why it failed, and fab exits non-zero if any host failed (with its
+code; 2 when it was not reached). A local failure is one line too, exit 2, its traceback in
+a log file the line names; Ctrl-C exits 130 (fabric_tasks.guarded). The
 logic is in migration/fabric_tasks.py; this file only wires it to Fabric.
 """
 
@@ -37,7 +39,7 @@ from fabric import task
 from invoke import Context, Exit
 
 from migration import contract, fabric_tasks
-from migration.errors import EXIT_USER_ERROR, FuretError
+from migration.errors import EXIT_USER_ERROR
 
 _COMMON_HELP = {o.name: o.fab_help() for o in contract.FAB_COMMON}
 
@@ -55,10 +57,10 @@ target_schema = fabric_tasks.contract_task("target_schema")
 @task(help=_COMMON_HELP)
 def version(c: Context, inventory: str | None = None, on: str | None = None) -> None:
     """furet --version on every selected host (is it installed, which build)."""
-    inventory_path = fabric_tasks.resolve_inventory(inventory, os.environ,
-                                                    fabric_tasks.identity(c))
     fabric_tasks.conclude("version", lambda: (fabric_tasks.execute(
-        "version", ["--version"], inventory_path, fabric_tasks.patterns_for(c, on)), []))
+        "version", ["--version"],
+        fabric_tasks.resolve_inventory(inventory, os.environ, fabric_tasks.identity(c)),
+        fabric_tasks.patterns_for(c, on)), []))
 
 
 @task(help={"quotes": "Quotes to seed the legacy with (default 20000).",
@@ -71,14 +73,13 @@ def rehearsal(c: Context, quotes: str = "20000", rounds: str = "3", rate: str = 
     every flow (migration/rehearsal.py)."""
     from migration import rehearsal as rehearsal_mod
 
-    try:
-        steps = rehearsal_mod.plan(int(quotes), int(rounds), float(rate))
+    with fabric_tasks.guarded("rehearsal"):  # one line, never a traceback
+        try:
+            steps = rehearsal_mod.plan(int(quotes), int(rounds), float(rate))
+        except ValueError as exc:
+            raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
         report = rehearsal_mod.run_rehearsal(
             fabric_tasks.resolve_inventory(inventory, os.environ, fabric_tasks.identity(c)),
             fabric_tasks.patterns_for(c, on), steps)
-    except ValueError as exc:
-        raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
-    except FuretError as exc:
-        raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
     for line in report.lines():
         print(line, file=sys.stderr, flush=True)

@@ -1,25 +1,82 @@
-"""The `furet` command line. It parses flags and prints; the work is in the modules."""
+"""The `furet` command line. It parses flags and prints; the work is in the modules.
+
+Whatever goes wrong is one line on stderr (:class:`FuretGroup`): a FuretError's message,
+Ctrl-C (exit 130), or an unexpected exception with its traceback in a log file
+(:mod:`migration.failure`); exit codes in :mod:`migration.errors`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import sys
+from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
-from migration import __version__, contract
+from migration import __version__, contract, failure
 from migration.config import FuretConfig
 from migration.engine.results import QuarantineLimitExceeded, RoundSummary
-from migration.errors import EXIT_USER_ERROR, FuretError
-from migration.output import console, err_console, print_report
+from migration.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, FuretError
+from migration.output import console, err_console, error_line, line, print_report, styled
 from migration.output import say as _say
 from migration.progress import reporter
 
 
-@click.group(params=contract.global_params())
+class FuretGroup(click.Group):
+    """furet's groups: they note the command being run (for the error line) and, run as a
+    program (standalone mode), turn every exception into one line and an exit code.
+    ``standalone_mode=False`` (tests, embedding) lets exceptions through as they are."""
+
+    group_class = type  # subgroups are FuretGroups too
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            failure.note_command([*ctx.command_path.split(" ")[1:], command.name or ""])
+        return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:  # click would exit 1 on it
+            raise failure.OutputClosed() from exc
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        failure.begin()
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except FuretError as exc:
+            _exit(failure.user_error(exc), EXIT_USER_ERROR)
+        except (KeyboardInterrupt, click.Abort):  # click turns ^C into Abort
+            err_console.print(styled(f"furet: {failure.interrupted()}", "bold red"),
+                              highlight=False, soft_wrap=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as exc:  # a usage error: click's own message
+            exc.show()
+            sys.exit(EXIT_USER_ERROR)  # ClickException's own 1 would read as "differences"
+        except failure.OutputClosed:
+            with contextlib.suppress(OSError, ValueError):  # no 2nd error at exit's flush
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _exit(f"{failure.current().command}: output closed early (broken pipe)",
+                  EXIT_USER_ERROR)
+        except Exception as exc:
+            _exit(failure.unexpected(exc, "furet"), EXIT_USER_ERROR)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+def _exit(message: str, code: int) -> None:
+    error_line(err_console, "furet", message)
+    sys.exit(code)
+
+
+@click.group(cls=FuretGroup, params=contract.global_params())
 @click.version_option(__version__, prog_name="furet")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, legacy_host: str | None,
@@ -75,7 +132,7 @@ def lab_status() -> None:
     for row in rows:
         style = "green" if row.ssh == row.host else "red"
         table.add_row(row.host, row.groups, row.address, row.container, row.state,
-                      f"[{style}]{row.ssh}[/]")
+                      styled(row.ssh, style))
     console.print(table)
     if any(row.ssh != row.host for row in rows):
         raise FuretError("some lab hosts are down: run `make lab-up`")
@@ -98,7 +155,7 @@ def hosts(inventory: str, patterns: tuple[str, ...]) -> None:
         where = f"{h.variables.get('dc', '-')}/{h.variables.get('rack', '-')}"
         if row.error:
             table.add_row(h.name, ",".join(h.groups), where, h.address,
-                          f"[red]{row.error}[/]", "", "", "", "", "")
+                          styled(row.error, "red"), "", "", "", "", "")
             continue
         table.add_row(h.name, ",".join(h.groups), where, h.address, f.get("os", "?"),
                       f.get("cpus", "?"), f.get("mem_mib", "?"), f.get("tz", "?"),
@@ -124,7 +181,14 @@ def _config(ctx: click.Context, rounds: dict[str, object] | None = None) -> Fure
     flags = dict(obj.get("flags", {}))
     if rounds:
         flags["rounds"] = rounds
-    return load_config(obj.get("config_path"), flags=flags)
+    params = ctx.params
+    failure.note_about(flow=params.get("flow"), database=params.get("database")
+                       or params.get("source_db"), table=params.get("table")
+                       or params.get("tables"))
+    config = load_config(obj.get("config_path"), flags=flags)
+    failure.note_secrets(config.legacy.password, config.target.password,
+                         config.cassandra.password, config.traffic.password)
+    return config
 
 
 def _print_round(summary: RoundSummary) -> None:
@@ -138,7 +202,7 @@ def _print_round(summary: RoundSummary) -> None:
         table.add_row(row.source_table, row.version_type or "epoch ms",
                       f"({row.window_lo}, {row.window_hi}]",
                       str(row.watermark), str(row.chunks), f"{row.rows_read:,}",
-                      f"{row.rows_written:,}", f"[yellow]{q:,}[/]" if q else "0")
+                      f"{row.rows_written:,}", styled(f"{q:,}", "yellow") if q else "0")
     console.print(table)
     rate = f"{summary.rate:,.0f} rows/s" if summary.rate is not None else "-"
     _say(f"round {summary.round_no} of {summary.flow}: {summary.status} in "
@@ -253,8 +317,8 @@ def legacy_add_version(ctx: click.Context, table: str, database: str, column: st
         result = add_version(config.legacy, table, database=database, column=column,
                              dry_run=dry_run, allow_lock=allow_lock, batch_rows=batch_rows,
                              pause_ms=pause_ms, progress=progress)
-    for line in result.lines():  # whole lines: the ALTER stays one copyable line
-        console.print(f"[bold cyan]furet[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for text in result.lines():  # whole lines: the ALTER stays one copyable line
+        console.print(line(("furet", "bold cyan"), " ", text), highlight=False, soft_wrap=True)
 
 
 @cli.group()
@@ -325,10 +389,11 @@ def flow_check_cmd(ctx: click.Context, flow: str) -> None:
     for table in report.tables:
         targets = ", ".join(table.targets)
         if table.ok:
-            console.print(f"[green]OK[/]   {table.source} -> {targets}", highlight=False)
+            console.print(line(("OK", "green"), f"   {table.source} -> {targets}"),
+                          highlight=False)
         else:
-            console.print(f"[bold red]FAIL[/] {table.source} -> {targets}: "
-                          f"{escape(table.error)}", highlight=False, soft_wrap=True)
+            console.print(line(("FAIL", "bold red"), f" {table.source} -> {targets}: "
+                               f"{table.error}"), highlight=False, soft_wrap=True)
     if report.failures:
         raise FuretError(report.failures[0].error if len(report.failures) == 1 else
                          f"flow {report.flow}: {len(report.failures)} of {len(report.tables)} "
@@ -395,6 +460,8 @@ def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers
         console.print_json(json.dumps(summary.to_dict(), default=str))
     else:
         _print_round(summary)
+    for warning in summary.warnings():  # rows committed later than the overlap allows
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
     if limit is not None:
         raise limit
 
@@ -415,7 +482,7 @@ def status_cmd(ctx: click.Context, flow: str | None, last: int, as_json: bool) -
     for r in report.rounds:
         table.add_row(r.flow, str(r.round_no), str(r.strategy),
                       r.kind + (" final" if r.final else ""),
-                      "[green]done[/]" if r.status == "done" else f"[yellow]{r.status}[/]",
+                      styled(r.status, "green" if r.status == "done" else "yellow"),
                       f"{r.rows_read:,}", f"{r.rows_written:,}",
                       str(r.rows_quarantined), str(r.invocations),
                       f"{r.seconds or 0:.1f}", str(r.started_at))
@@ -463,15 +530,5 @@ def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: st
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except FuretError as exc:
-        err_console.print(f"[bold red]furet: error:[/] {exc}", highlight=False,
-                          soft_wrap=True)  # one line, however long
-        sys.exit(EXIT_USER_ERROR)
-    except click.exceptions.Abort:
-        err_console.print("furet: aborted")
-        sys.exit(EXIT_USER_ERROR)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    """The `furet` program: every error is one line (see :class:`FuretGroup`)."""
+    cli(prog_name="furet")

@@ -8,7 +8,8 @@ Order (a later source overrides an earlier one, key by key):
 
        legacy:    {host: 10.0.0.11, port: 3306, user: furet, password: ...}
        target:    {host: 10.0.0.41, port: 3306, user: furet, password: ...}
-       cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...}
+       cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...,
+                   write_consistency: LOCAL_QUORUM}
        rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 2000, batch_bytes: 2000000,
                    overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0}
        traffic:   {user: webapp, password: ...}   # lab only: `furet legacy traffic`
@@ -28,11 +29,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from migration.enums import WriteConsistency
 from migration.errors import FuretError
 
 DEFAULT_CONFIG_FILE = "furet.yml"
@@ -63,6 +66,9 @@ class CassandraSettings:
     user: str = ""
     password: str = field(default="", repr=False)
     local_dc: str = ""
+    # rounds' and repairs' writes (migration.enums.WriteConsistency): a batch's checkpoint
+    # advances only once this many replicas acknowledged its rows
+    write_consistency: str = "LOCAL_QUORUM"
 
     @property
     def where(self) -> str:
@@ -124,6 +130,12 @@ class FuretConfig:
 
 
 _SECTIONS = ("legacy", "target", "cassandra", "rounds", "traffic", "flows")
+# settings whose value is one of a closed set of words (checked, upper-cased)
+_CHOICES: dict[tuple[str, str], tuple[type[StrEnum], str]] = {
+    ("cassandra", "write_consistency"): (
+        WriteConsistency, "a write acknowledged by a single replica is not enough for a "
+                          "checkpoint"),
+}
 
 
 def _coerce(current: Any, value: Any, name: str) -> Any:
@@ -153,6 +165,13 @@ def _apply(section_obj: Any, values: Mapping[str, Any], origin: str, section: st
         if value is None:
             continue
         changes[key] = _coerce(getattr(section_obj, key), value, f"{section}.{key}")
+        if (section, key) in _CHOICES:
+            kind, why = _CHOICES[(section, key)]
+            words = [str(member.value) for member in kind]
+            if str(changes[key]).upper() not in words:
+                raise FuretError(f"{origin}: {section}.{key} = {value!r} is not one of "
+                                 f"{', '.join(words)} ({why})")
+            changes[key] = str(changes[key]).upper()
     return replace(section_obj, **changes)
 
 

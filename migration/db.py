@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pymysql
+import pymysql.converters
 import pymysql.cursors
 
 from migration.config import DbSettings
@@ -76,7 +77,14 @@ def connect(settings: DbSettings, database: str | None = None, *, autocommit: bo
             time_zone: str | None = SESSION_TIME_ZONE) -> pymysql.connections.Connection:
     """A connection in utf8mb4, its session time zone pinned to UTC (``time_zone=None``
     keeps the server's, to read what that is); ``strict`` sets the strict SQL mode furet
-    writes with."""
+    writes with.
+
+    Both are connect-time settings (PyMySQL's ``sql_mode`` and ``init_command``), which the
+    driver sends again on every reconnect (``ping(reconnect=True)``, what a retried batch
+    does after a lost link): a one-off ``SET`` after connecting would be lost there, and
+    the new session would write with the server's own mode and zone (a long text cut, a
+    TIMESTAMP shifted). :func:`assert_session` checks them before a batch writes."""
+    mode = STRICT_SQL_MODE if strict else sql_mode
     try:
         conn = pymysql.connect(
             host=settings.host, port=settings.port, user=settings.user,
@@ -84,26 +92,30 @@ def connect(settings: DbSettings, database: str | None = None, *, autocommit: bo
             unix_socket=settings.unix_socket or None, charset="utf8mb4",
             autocommit=autocommit, connect_timeout=settings.connect_timeout,
             cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
-            local_infile=False,
+            local_infile=False, sql_mode=mode,
+            init_command=None if time_zone is None else
+            f"SET SESSION time_zone = '{pymysql.converters.escape_string(time_zone)}'",
         )
     except pymysql.MySQLError as exc:
         raise db_error(exc, settings, database or "") from None
-    mode = STRICT_SQL_MODE if strict else sql_mode
-    sets, args = [], []
-    if mode is not None:
-        sets.append("sql_mode = %s")
-        args.append(mode)
-    if time_zone is not None:
-        sets.append("time_zone = %s")
-        args.append(time_zone)
-    if sets:
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION " + ", ".join(sets), args)
-        except pymysql.MySQLError as exc:
-            conn.close()
-            raise db_error(exc, settings, database or "") from None
     return conn
+
+
+def assert_session(conn: pymysql.connections.Connection, settings: DbSettings,
+                   sql_mode: str = STRICT_SQL_MODE,
+                   time_zone: str = SESSION_TIME_ZONE) -> None:
+    """Refuse a session that lost furet's settings (every flag of ``sql_mode`` and the time
+    zone): one round trip, run before the first write of each batch. A session that lost
+    them would write silently wrong rows (cut, shifted) instead of refusing them."""
+    mode, zone = query(conn, "SELECT @@session.sql_mode, @@session.time_zone")[0]
+    have = set(str(mode).split(","))
+    lacking = [flag for flag in sql_mode.split(",") if flag and flag not in have]
+    if lacking:
+        raise FuretError(f"{settings.where}: session sql_mode {mode!r} lacks "
+                         f"{','.join(lacking)} (furet writes strict; reconnected without it?)")
+    if str(zone) != time_zone:
+        raise FuretError(f"{settings.where}: session time_zone is {zone!r}, not {time_zone!r} "
+                         "(furet reads and writes TIMESTAMPs in UTC; reconnected without it?)")
 
 
 @contextlib.contextmanager

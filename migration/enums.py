@@ -44,6 +44,20 @@ class Consistency(_Choices):
     ALL = "ALL"
 
 
+class WriteConsistency(_Choices):
+    """Cassandra consistency levels furet writes rounds and repairs with
+    (``cassandra.write_consistency``). None of them is satisfied by one replica's
+    acknowledgement where the keyspace has more (ONE, LOCAL_ONE and ANY are left out on
+    purpose): a checkpoint advanced on one replica's word is lost with that replica."""
+
+    LOCAL_QUORUM = "LOCAL_QUORUM"
+    QUORUM = "QUORUM"
+    EACH_QUORUM = "EACH_QUORUM"
+    ALL = "ALL"
+    TWO = "TWO"
+    THREE = "THREE"
+
+
 class VersionUnit(_Choices):
     """The unit of an integer version column (``version_unit:`` of a flow table): epoch
     seconds, milliseconds or microseconds. Temporal columns (TIMESTAMP, DATETIME) carry

@@ -16,20 +16,21 @@ import inspect
 import os
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from migration import contract
-from migration.errors import EXIT_USER_ERROR, FuretError
+from migration import contract, failure
+from migration.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, FuretError
 from migration.inventory import InventoryHost, RemotePaths
 
 DEFAULT_INVENTORY = "inventories/lab/hosts.yml"
 INVENTORY_ENV = "FURET_INVENTORY"
 ETL_GROUP = "etl"
 EXIT_NOT_FOUND = 127
-EXIT_SSH = 1  # a host that could not be reached has no remote exit code
+EXIT_SSH = EXIT_USER_ERROR  # a host not reached has no remote code; never 1 ("differences")
 LOCAL_REPORTS = "reports"
 
 # Tasks that change the migration's state, or fetch one host's reports, run on one host
@@ -117,7 +118,7 @@ class TaskReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every host succeeded, else the first failure's remote exit code (1 when
+        """0 when every host succeeded, else the first failure's remote exit code (2 when
         that host was not reached)."""
         if not self.failed:
             return 0
@@ -317,11 +318,10 @@ def _fab_default(option: contract.Option) -> Any:
 def run_task(c: Any, command: str, values: dict[str, Any]) -> None:
     """The body of a contract task: run ``furet <command>`` with ``values`` (the task's
     arguments by contract name) on the selected hosts."""
-    inventory = resolve_inventory(values.pop("inventory", None), os.environ, identity(c))
-    patterns = patterns_for(c, values.pop("on", None))
-    local = {o.name: values.pop(o.name) for o in contract.COMMANDS[command].fab_options}
-
     def action() -> tuple[TaskReport, list[Path]]:
+        inventory = resolve_inventory(values.pop("inventory", None), os.environ, identity(c))
+        patterns = patterns_for(c, values.pop("on", None))
+        local = {o.name: values.pop(o.name) for o in contract.COMMANDS[command].fab_options}
         if command == "verify":
             return execute_verify(values, inventory, patterns,
                                   local.get("reports") or LOCAL_REPORTS)
@@ -330,15 +330,36 @@ def run_task(c: Any, command: str, values: dict[str, Any]) -> None:
     conclude(command, action)
 
 
-def conclude(task: str, action: Callable[[], tuple[TaskReport, list[Path]]]) -> None:
-    """Run a task's ``action``, print the fetched files and one line per host; a user error
-    exits 2 with one line, a failed host exits like it did (invoke's Exit)."""
+@contextmanager
+def guarded(task: str) -> Iterator[None]:
+    """The local side of a fab task fails in one line (invoke's Exit, no traceback): a user
+    error or an unexpected exception exits 2 (the latter's traceback in a log file the line
+    names, :mod:`migration.failure`), Ctrl-C exits 130. A remote furet that fails has
+    printed its own line already: its host's line and exit code say the rest."""
     from invoke import Exit
 
+    failure.begin()
     try:
-        report, fetched = action()
+        yield
+    except Exit:
+        raise
     except FuretError as exc:
-        raise Exit(f"fab {task}: error: {exc}", code=EXIT_USER_ERROR) from None
+        raise Exit(f"fab {task}: error: {failure.user_error(exc)}",
+                   code=EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:  # invoke would exit 1 without a word
+        raise Exit(f"fab {task}: interrupted", code=EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        raise Exit(f"fab {task}: error: {failure.unexpected(exc, 'fab')}",
+                   code=EXIT_USER_ERROR) from None
+
+
+def conclude(task: str, action: Callable[[], tuple[TaskReport, list[Path]]]) -> None:
+    """Run a task's ``action`` (:func:`guarded`), print the fetched files and one line per
+    host; a failed host exits like it did (invoke's Exit)."""
+    from invoke import Exit
+
+    with guarded(task):
+        report, fetched = action()
     for path in fetched:
         print(f"fab {task}: report {path}", file=sys.stderr, flush=True)
     for line in report.lines():

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, Task, TaskID, TimeElapsedColumn
 from rich.text import Text
 
@@ -68,7 +69,8 @@ class _Amount(ProgressColumn):
 
 
 class RichBars:
-    """One rich bar per task (terminal). Thread-safe."""
+    """One rich bar per task (terminal). Thread-safe. The description column reads markup:
+    names are escaped (a table called ``[/x]`` is text)."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -79,20 +81,21 @@ class RichBars:
     def _task(self, name: str, total: int | None = None) -> TaskID:
         task = self.tasks.get(name)
         if task is None:
-            task = self.tasks[name] = self.progress.add_task(name, total=total or None,
+            task = self.tasks[name] = self.progress.add_task(escape(name), total=total or None,
                                                              chunks=0, phased=False)
             self.chunks[name] = 0
         return task
 
     def table(self, name: str, total: int | None) -> None:
         with self.lock:
-            self.tasks[name] = self.progress.add_task(name, total=total or None, chunks=0,
-                                                      phased=False)
+            self.tasks[name] = self.progress.add_task(escape(name), total=total or None,
+                                                      chunks=0, phased=False)
             self.chunks[name] = 0
 
     def phase(self, name: str, what: str) -> None:
         with self.lock:
-            self.progress.update(self._task(name), description=f"{name} ({what})", phased=True)
+            self.progress.update(self._task(name), description=escape(f"{name} ({what})"),
+                                 phased=True)
 
     def advance(self, name: str, rows: int, chunks: int = 0) -> None:
         with self.lock:

@@ -14,6 +14,14 @@ older version can never overwrite a newer one, whatever the order the writes arr
 
 The batch checkpoint goes to the ledger on the target Galera after the Cassandra writes
 succeeded; a crash in between replays the batch, which the write timestamps make safe.
+Every statement carries the configured consistency (``cassandra.write_consistency``,
+default LOCAL_QUORUM; :class:`~migration.enums.WriteConsistency` has no single-replica
+level), never the driver's default LOCAL_ONE: "succeeded" means that many replicas
+acknowledged, so a checkpoint never advances on one replica's word.
+
+A row one query table refuses is quarantined and taken back out of the flow's other
+query tables (a delete stamped with the row's own write time): a source row is in all of
+its query tables or in none.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from migration.engine.galera_writer import quarantined
 from migration.engine.quarantine import QuarantinedRow
 from migration.engine.versions import VersionCodec
 from migration.engine.writer import BatchOutcome
+from migration.enums import WriteConsistency
 from migration.errors import FuretError
 from migration.flows.mapping import TableFlow, TransformError
 
@@ -44,10 +53,17 @@ GROUP_PARTITIONS = 10  # unlogged_batch_across_partitions_warn_threshold
 
 
 class CassandraWriter:
+    consistency: WriteConsistency = WriteConsistency.LOCAL_QUORUM
+
     def __init__(self, session: Any, keyspace: str, table_flow: TableFlow,
-                 codec: VersionCodec) -> None:
+                 codec: VersionCodec,
+                 consistency: WriteConsistency | str = WriteConsistency.LOCAL_QUORUM) -> None:
+        from cassandra import ConsistencyLevel
+
         self.session = session
         self.keyspace = keyspace
+        self.consistency = WriteConsistency(str(consistency).upper())
+        self.level = getattr(ConsistencyLevel, self.consistency.value)
         self.tf = table_flow
         self.codec = codec
         self.source_columns = list(table_flow.source_columns)
@@ -58,12 +74,14 @@ class CassandraWriter:
             statement = session.prepare(
                 f"INSERT INTO {keyspace}.{tm.table} ({', '.join(cols)}) VALUES "
                 f"({', '.join('?' for _ in cols)}) USING TIMESTAMP ?")
+            statement.consistency_level = self.level  # bound statements inherit it
             indexes = [self.source_columns.index(c.source) for c in tm.columns]
             self.targets.append((tm, statement, indexes))
         self.partition_indexes = {
             tm.table: _partition_indexes(session, keyspace, tm.table,
                                          [c.target for c in tm.columns])
             for tm, _, _ in self.targets}
+        self.deletes: dict[str, tuple[Any, list[int]]] = {}
 
     def _quarantine(self, row: Sequence[Any], table: str, reason: str) -> QuarantinedRow:
         return quarantined(self.tf, self.codec, self.source_columns, row, table, reason)
@@ -75,6 +93,7 @@ class CassandraWriter:
         outcome = BatchOutcome()
         bad: set[int] = set()
         per_table: dict[str, list[tuple[int, list[Any], Any]]] = {}
+        sent: dict[int, tuple[int, list[tuple[str, list[Any]]]]] = {}  # row: stamp, writes
         for i, row in enumerate(rows):
             bound = []
             try:
@@ -104,15 +123,57 @@ class CassandraWriter:
                 continue
             for table, statement, values in bound:
                 per_table.setdefault(table, []).append((i, values, statement))
+            sent[i] = (write_time, [(table, values) for table, _, values in bound])
         groups = []
         for table, items in per_table.items():
-            groups += _groups(items, self.partition_indexes[table], table)
+            groups += _groups(items, self.partition_indexes[table], table, self.level)
         results = self._execute([g.statement for g in groups])
         for group, (ok, _) in zip(groups, results, strict=True):
             if not ok:
                 self._find_rejected(group, rows, bad, outcome)
+        self._take_back([sent[i] for i in sorted(bad) if i in sent])
         outcome.written = len(rows) - len(bad)
         return outcome
+
+    def _take_back(self, refused: Sequence[tuple[int, list[tuple[str, list[Any]]]]]) -> None:
+        """Rows a query table refused come out of every query table of the flow: the
+        others took them in the same concurrent pass. ``DELETE ... USING TIMESTAMP`` the
+        row's own write time (a tombstone wins a tie): the copy just written goes, and an
+        older one, so the quarantined version is absent everywhere, as verify expects;
+        a newer version written since stays. A delete the table refuses too (its key is
+        what it refused) has nothing to delete."""
+        statements = []
+        for stamp, writes in refused:
+            for table, values in writes:
+                delete, positions = self._delete(table)
+                try:
+                    statements.append(delete.bind((stamp, *(values[p] for p in positions))))
+                except (TypeError, ValueError, OverflowError):
+                    continue
+        if statements:
+            self._execute(statements)
+
+    def _delete(self, table: str) -> tuple[Any, list[int]]:
+        """The prepared delete by primary key of a query table, and the primary key's
+        positions among its mapped columns (prepared once, when first needed)."""
+        cached = self.deletes.get(table)
+        if cached is None:
+            (tm,) = [tm for tm, _, _ in self.targets if tm.table == table]
+            columns = [c.target for c in tm.columns]
+            try:
+                meta = self.session.cluster.metadata.keyspaces[self.keyspace].tables[table]
+                primary = [c.name for c in meta.primary_key]
+            except (AttributeError, KeyError):
+                raise FuretError(f"cassandra keyspace {self.keyspace} table {table}: no "
+                                 "metadata for its primary key") from None
+            where = " AND ".join(f"{c} = ?" for c in primary)
+            statement = self.session.prepare(f"DELETE FROM {self.keyspace}.{table} USING "
+                                             f"TIMESTAMP ? WHERE {where}")
+            level = getattr(self, "level", None)
+            if level is not None:  # the writes' consistency
+                statement.consistency_level = level
+            cached = self.deletes[table] = (statement, [columns.index(c) for c in primary])
+        return cached
 
     def _execute(self, statements: Sequence[Any]) -> list[tuple[bool, Any]]:
         """Run ``statements`` concurrently; (ok, result) of each, a rejection (the rows'
@@ -138,7 +199,7 @@ class CassandraWriter:
                     last = result
                 else:
                     raise FuretError(f"cassandra keyspace {self.keyspace}: {kind}: "
-                                     f"{str(result)[:300]}")
+                                     f"{str(result)[:300]} (consistency {self.consistency})")
             if not again:
                 return results
             pending = again
@@ -146,7 +207,8 @@ class CassandraWriter:
                 time.sleep(min(BACKOFF_S * 2 ** attempt, 10.0))
         raise FuretError(f"cassandra keyspace {self.keyspace}: {len(pending)} write(s) still "
                          f"failing after {ATTEMPTS} attempts: {type(last).__name__}: "
-                         f"{str(last)[:300]}")
+                         f"{str(last)[:300]} (consistency {self.consistency}, "
+                         "cassandra.write_consistency)")
 
     def _find_rejected(self, group: _Group, rows: Sequence[Sequence[Any]], bad: set[int],
                        outcome: BatchOutcome) -> None:
@@ -179,9 +241,11 @@ def _partition_indexes(session: Any, keyspace: str, table: str,
     return [columns.index(n) for n in names if n in columns]
 
 
-def _groups(items: list[tuple[int, list[Any], Any]], pk: list[int], table: str) -> list[_Group]:
+def _groups(items: list[tuple[int, list[Any], Any]], pk: list[int], table: str,
+            level: Any = None) -> list[_Group]:
     """Statements sorted by partition key, cut into UNLOGGED batches of at most GROUP_ROWS
-    rows and GROUP_PARTITIONS partitions; a group of one is sent as the bare statement."""
+    rows and GROUP_PARTITIONS partitions, each at consistency ``level`` (a batch does not
+    take its members' level); a group of one is sent as the bare statement."""
     from cassandra.query import BatchStatement, BatchType
 
     def key(item: tuple[int, list[Any], Any]) -> tuple[str, ...]:
@@ -204,7 +268,7 @@ def _groups(items: list[tuple[int, list[Any], Any]], pk: list[int], table: str) 
         if len(statements) == 1:
             statement = statements[0]
         else:
-            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+            statement = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=level)
             for bound in statements:
                 statement.add(bound)
         groups.append(_Group(table, [m[0] for m in members], statements, statement))

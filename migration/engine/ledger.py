@@ -1,4 +1,5 @@
-"""The ledger: rounds, per-table windows, chunk checkpoints and quarantine in ``furet``.
+"""The ledger: rounds, per-table windows, chunk checkpoints, quarantine and the flows' locks
+in ``furet``.
 
 It lives on the target, so a batch's rows, its quarantined rows and its chunk checkpoint
 (cursor and counts) commit in ONE transaction: after a kill -9 the chunk resumes from the
@@ -14,6 +15,7 @@ is upgraded in place the first time a newer one runs a round or reads the status
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,6 +92,23 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
          # tables without a version: rows a round deleted (`deletes: propagate`)
          "ALTER TABLE furet.chunks ADD COLUMN IF NOT EXISTS rows_deleted BIGINT NOT NULL "
          "DEFAULT 0")),
+    # quarantine keys whole: the unique key on a SHA-256 of the key text (SHA2 here and
+    # hashlib in quarantine_statements hash the same UTF-8 bytes), the text itself in a
+    # TEXT (512 characters cut long composite keys into each other); the flows' lock
+    # (migration.engine.flow_lock: rounds and repairs of a flow exclude each other)
+    (4, ("ALTER TABLE furet.quarantine ADD COLUMN IF NOT EXISTS key_hash CHAR(64) NULL "
+         "AFTER source_table",
+         "UPDATE furet.quarantine SET key_hash = SHA2(row_key, 256) WHERE key_hash IS NULL",
+         "ALTER TABLE furet.quarantine MODIFY key_hash CHAR(64) NOT NULL, "
+         "DROP INDEX IF EXISTS uq_quarantine_row, ADD UNIQUE KEY IF NOT EXISTS "
+         "uq_quarantine_key (flow, source_table, key_hash, version)",
+         "ALTER TABLE furet.quarantine MODIFY row_key TEXT NOT NULL",
+         """CREATE TABLE IF NOT EXISTS furet.locks (
+           flow VARCHAR(64) NOT NULL, token CHAR(32) NOT NULL, host VARCHAR(255) NOT NULL,
+           pid INT NOT NULL, command VARCHAR(255) NOT NULL,
+           started_at DATETIME(3) NOT NULL DEFAULT NOW(3),
+           heartbeat_at DATETIME(3) NOT NULL DEFAULT NOW(3),
+           PRIMARY KEY (flow))""")),
 )
 LEDGER_VERSION = UPGRADES[-1][0]
 LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine")
@@ -158,10 +177,64 @@ def exists(conn: pymysql.connections.Connection) -> bool:
     return schema_version(conn) > 0
 
 
-def lock_flow(conn: pymysql.connections.Connection, flow: str) -> bool:
-    """Take the flow's runner lock (one round of a flow at a time); False if it is held.
-    Released when ``conn`` closes."""
-    return query(conn, "SELECT GET_LOCK(%s, 0)", (f"furet.round.{flow}",))[0][0] == 1
+# --- the flows' lock (policy and heartbeat: migration.engine.flow_lock) ---------------------
+
+LOCK_STALE_S = 60  # a holder whose heartbeat is older is presumed gone (kill -9, dead host)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    token: str
+    host: str
+    pid: int
+    command: str
+    started_at: str            # UTC, as the ledger server wrote it
+    heartbeat_age_s: float     # on the ledger server's clock
+
+
+def insert_lock(conn: pymysql.connections.Connection, flow: str, token: str, host: str,
+                pid: int, command: str) -> bool:
+    """Take ``flow``'s lock if nobody holds it (``conn`` autocommit). A concurrent insert of
+    the same row on another Galera node loses at certification; the autocommit statement
+    is retried (``wsrep_retry_autocommit``) and then finds the row: both end as False and
+    True, never both True. Checked by reading the token back."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT IGNORE INTO furet.locks (flow, token, host, pid, command) "
+                    "VALUES (%s, %s, %s, %s, %s)", (flow, token, host, pid, command[:255]))
+    holder = lock_holder(conn, flow)
+    return holder is not None and holder.token == token
+
+
+def lock_holder(conn: pymysql.connections.Connection, flow: str) -> LockHolder | None:
+    rows = query(conn, "SELECT token, host, pid, command, CAST(started_at AS CHAR), "
+                       "TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(3)) / 1e6 "
+                       "FROM furet.locks WHERE flow = %s", (flow,))
+    if not rows:
+        return None
+    token, host, pid, command, started, age = rows[0]
+    return LockHolder(str(token), str(host), int(pid), str(command), str(started), float(age))
+
+
+def take_over_lock(conn: pymysql.connections.Connection, flow: str, old_token: str,
+                   token: str, host: str, pid: int, command: str) -> bool:
+    """Replace a gone holder (conditional on its token: one taker wins)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE furet.locks SET token = %s, host = %s, pid = %s, command = %s, "
+                    "started_at = NOW(3), heartbeat_at = NOW(3) WHERE flow = %s AND token = %s",
+                    (token, host, pid, command[:255], flow, old_token))
+        return cur.rowcount == 1
+
+
+def heartbeat_lock(conn: pymysql.connections.Connection, flow: str, token: str) -> bool:
+    """Refresh the holder's heartbeat; False if the lock is no longer ours."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE furet.locks SET heartbeat_at = NOW(3) WHERE flow = %s AND "
+                    "token = %s", (flow, token))
+        return cur.rowcount == 1
+
+
+def release_lock(conn: pymysql.connections.Connection, flow: str, token: str) -> None:
+    query(conn, "DELETE FROM furet.locks WHERE flow = %s AND token = %s", (flow, token))
 
 
 def forget(conn: pymysql.connections.Connection) -> None:
@@ -394,17 +467,25 @@ def quarantined_versions(conn: pymysql.connections.Connection, flow: str,
     return versions
 
 
+def key_hash(row_key: str) -> str:
+    """furet.quarantine's unique key on a row key text: the SHA-256 of its UTF-8 bytes (as
+    MariaDB's ``SHA2(row_key, 256)`` on the utf8mb4 column computes it)."""
+    return hashlib.sha256(row_key.encode("utf-8")).hexdigest()
+
+
 def quarantine_statements(flow: str, round_no: int,
                           rows: Sequence[QuarantinedRow]) -> list[str]:
     """The statements that quarantine ``rows`` inside the caller's transaction (a round's
     batch: rows, quarantine and checkpoint commit together). Upserts keyed by (flow, table,
-    key, version): a row seen again is not duplicated."""
-    records = [(flow, q.source_table, q.row_key[:512], q.version, round_no, q.target_table,
-                q.reason[:512], json.dumps(q.original, ensure_ascii=False, sort_keys=True))
+    hash of the whole key text, version): a row seen again is not duplicated, two long keys
+    are never merged."""
+    records = [(flow, q.source_table, key_hash(q.row_key), q.row_key, q.version, round_no,
+                q.target_table, q.reason[:512],
+                json.dumps(q.original, ensure_ascii=False, sort_keys=True))
                for q in rows]
     return [
-        "INSERT INTO furet.quarantine (flow, source_table, row_key, version, round_no, "
-        "target_table, reason, original) VALUES " + ",".join(batch) +
+        "INSERT INTO furet.quarantine (flow, source_table, key_hash, row_key, version, "
+        "round_no, target_table, reason, original) VALUES " + ",".join(batch) +
         " ON DUPLICATE KEY UPDATE round_no = VALUES(round_no), reason = VALUES(reason), "
         "target_table = VALUES(target_table), last_seen = NOW(3), seen = seen + 1"
         for batch in values_batches(records, 500, 1_000_000)

@@ -58,6 +58,17 @@ class RoundSummary:
     tables: tuple[TableSummary, ...] = ()
     resumed: bool = False                                   # this invocation resumed it
     literals: dict[str, str] = field(default_factory=dict)  # per table: server | python: why
+    # per checked table: rows stamped just below the window that the target lacks or holds
+    # older (committed later than overlap_ms allows; migration.engine.round.late_rows)
+    late_rows: dict[str, int] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        """One line per table with rows committed later than the overlap allows."""
+        return [f"warning: flow {self.flow} round {self.round_no} table {table}: {count} "
+                "row(s) stamped just below the window are missing or older in the target: "
+                f"committed later than overlap_ms {self.overlap_ms} allows (raise "
+                f"rounds.overlap_ms; `furet verify --flow {self.flow} --repair` copies them)"
+                for table, count in sorted(self.late_rows.items()) if count]
 
     @property
     def rows_deleted(self) -> int:

@@ -28,9 +28,11 @@ from typing import Any, TypeVar
 import pymysql
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from migration.canonical import key_text
 from migration.config import DbSettings, FuretConfig
 from migration.db import (
     RETRYABLE_ERRORS,
+    assert_session,
     connect,
     db_error,
     error_code,
@@ -40,8 +42,9 @@ from migration.db import (
 )
 from migration.engine import ledger, plan, sync
 from migration.engine.cassandra_writer import CassandraWriter
+from migration.engine.flow_lock import flow_lock
 from migration.engine.galera_writer import GaleraWriter
-from migration.engine.keys import Key, quote
+from migration.engine.keys import Key, among, quote
 from migration.engine.ledger import Chunk, RoundRow
 from migration.engine.reader import (
     Cursor,
@@ -57,7 +60,7 @@ from migration.engine.sql_pushdown import plan as plan_pushdown
 from migration.engine.versions import VersionCodec, check_values
 from migration.engine.writer import BatchOutcome, Writer
 from migration.enums import Deletes, LiteralsPath, Strategy
-from migration.errors import FuretError
+from migration.errors import FuretError, context
 from migration.flows.mapping import Flow, TableFlow, load_flow
 from migration.flows.validate import (
     INTEGER_TYPES,
@@ -66,6 +69,7 @@ from migration.flows.validate import (
     validate_mariadb_flow,
     version_codec,
 )
+from migration.legacy.freeze import assert_frozen
 from migration.progress import Reporter as Progress
 from migration.progress import Silent
 
@@ -136,8 +140,9 @@ class _Run:
             codec = codecs[tf.source]
             if cassandra is not None:
                 assert codec is not None, "run_round refuses `version: none` into Cassandra"
-                self.writers[tf.source] = CassandraWriter(cassandra, flow.target_database, tf,
-                                                          codec)
+                self.writers[tf.source] = CassandraWriter(
+                    cassandra, flow.target_database, tf, codec,
+                    config.cassandra.write_consistency)
                 continue
             galera = GaleraWriter(flow.target_database, tf, round_row.strategy, target_schemas,
                                   codec)
@@ -175,6 +180,13 @@ class _Run:
                 conn.close()
 
     def run_chunk(self, chunk: Chunk) -> None:
+        # An unexpected error's one line names the table and the chunk (migration/failure.py).
+        with context(host=self.source_settings.where, database=self.flow.source_database,
+                     table=chunk.source_table,
+                     step=f"round {chunk.round_no} chunk {chunk.spec.chunk_no}"):
+            self._run_chunk(chunk)
+
+    def _run_chunk(self, chunk: Chunk) -> None:
         tf = self.flow.table(chunk.source_table)
         spec = chunk.spec
         codec = self.codecs[tf.source]
@@ -266,6 +278,9 @@ class _Run:
                     target.ping(reconnect=True)
                 try:
                     target.begin()
+                    # strict sql_mode and +00:00 before any write (one round trip per
+                    # batch): a session that lost them would cut and shift rows silently
+                    assert_session(target, self.target_settings)
                     with target.cursor() as cur:
                         done = work(cur)
                     target.commit()
@@ -284,6 +299,8 @@ class _Run:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.source().ping(reconnect=True)
+                    # a new session: its zone decides how TIMESTAMPs are read
+                    assert_session(self.source(), self.source_settings, sql_mode="")
                 try:
                     return read_batch(self.source(), sql, args)
                 except pymysql.MySQLError as exc:
@@ -532,54 +549,168 @@ def run_round(config: FuretConfig, options: RoundOptions,
             validate_cassandra_flow(flow, cassandra, config.cassandra)
         try:
             ledger.ensure_ledger(conn)
-            got = ledger.lock_flow(conn, flow.name)
         except pymysql.MySQLError as exc:
             raise db_error(exc, target_settings, "furet") from None
-        if not got:
-            raise FuretError(f"{target_settings.where}: a round of flow {flow.name} is already "
-                             "running (lock furet.round." + flow.name + " is held)")
-        last = ledger.last_round(conn, flow.name)
-        resumed = last is not None and last.status == "running"
-        if last is not None and last.status == "running":
-            if last.strategy != options.strategy:
-                raise FuretError(f"flow {flow.name}: round {last.round_no} is unfinished with "
-                                 f"--strategy {last.strategy}; finish it with that strategy")
-            round_row = last
-            ledger.note_invocation(conn, flow.name, last.round_no)
-        else:
-            round_no = (last.round_no + 1) if last else 1
-            round_row, windows, chunk_specs, types = _plan_round(
-                conn, source, config, flow, options, schemas, codecs, round_no)
-            ledger.create_round(conn, round_row, config.rounds.overlap_ms,
-                                config.rounds.safety_lag_ms, windows, chunk_specs, types)
-        if on_start:
-            on_start(round_row, resumed)
-        todo = ledger.pending_chunks(conn, flow.name, round_row.round_no)
-        for tf in flow.tables:
-            total = None
-            if round_row.kind == "full":
-                total = int(query(source, "SELECT COALESCE(MAX(table_rows), 0) FROM "
-                                  "information_schema.tables WHERE table_schema = %s AND "
-                                  "table_name = %s", (flow.source_database, tf.source))[0][0])
-            sink.table(tf.source, total)
-        target_schemas = {} if to_cassandra else {
-            tm.table: read_schema(conn, target_settings, flow.target_database, tm.table)
-            for tf in flow.tables for tm in tf.targets}
-        run = _Run(config, flow, round_row, schemas, codecs, sink, cassandra,
-                   {k: v for k, v in target_schemas.items() if v is not None},
-                   options.literals)
-        stack.callback(run.close)
-        _run_chunks(run, todo, config.rounds.workers)
-        try:
-            summary = ledger.finish_round(conn, flow.name, round_row.round_no,
-                                          _watermarks(conn, flow, round_row))
-        except pymysql.MySQLError as exc:
-            raise db_error(exc, target_settings, "furet", "rounds") from None
-    summary = dataclasses.replace(summary, resumed=resumed, literals=dict(run.literal_paths))
+        # one writer per flow: rounds and `verify --repair` exclude each other
+        stack.enter_context(flow_lock(target_settings, flow.name,
+                                      f"furet round --flow {flow.name}"))
+        if options.final:
+            # the final round reads up to now: refuse it before anything moves unless the
+            # legacy (the flow's source, or what feeds a target-side source) is frozen
+            legacy = config.legacy
+            if flow.source_server == "legacy":
+                assert_frozen(source, legacy)
+            else:
+                with contextlib.closing(connect(legacy)) as frozen:
+                    assert_frozen(frozen, legacy)
+        while True:
+            last = ledger.last_round(conn, flow.name)
+            resumed = last is not None and last.status == "running"
+            if last is not None and last.status == "running":
+                if last.strategy != options.strategy:
+                    raise FuretError(f"flow {flow.name}: round {last.round_no} is unfinished "
+                                     f"with --strategy {last.strategy}; finish it with that "
+                                     "strategy")
+                round_row = last
+                ledger.note_invocation(conn, flow.name, last.round_no)
+            else:
+                round_no = (last.round_no + 1) if last else 1
+                round_row, windows, chunk_specs, types = _plan_round(
+                    conn, source, config, flow, options, schemas, codecs, round_no)
+                ledger.create_round(conn, round_row, config.rounds.overlap_ms,
+                                    config.rounds.safety_lag_ms, windows, chunk_specs, types)
+            if on_start:
+                on_start(round_row, resumed)
+            summary, run = _run_planned(config, flow, round_row, conn, source, schemas, codecs,
+                                        sink, cassandra, options.literals)
+            summary = dataclasses.replace(summary, resumed=resumed,
+                                          literals=dict(run.literal_paths))
+            # --final on an unfinished non-final round: that round's window stopped a
+            # safety lag short of its start, so it is finished first, then the final round
+            # is planned from its watermark (never only the resumed one)
+            if options.final and not round_row.final:
+                continue
+            break
     if options.max_quarantined is not None and \
             summary.rows_quarantined > options.max_quarantined:
         raise QuarantineLimitExceeded(summary, options.max_quarantined)
     return summary
+
+
+def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
+                 conn: pymysql.connections.Connection,
+                 source: pymysql.connections.Connection, schemas: dict[str, TableSchema],
+                 codecs: dict[str, VersionCodec | None], sink: Progress, cassandra: Any,
+                 literals: str) -> tuple[RoundSummary, _Run]:
+    """Run the pending chunks of a planned round, check its overlap, close it."""
+    target_settings = config.target
+    to_cassandra = cassandra is not None
+    todo = ledger.pending_chunks(conn, flow.name, round_row.round_no)
+    for tf in flow.tables:
+        total = None
+        if round_row.kind == "full":
+            total = int(query(source, "SELECT COALESCE(MAX(table_rows), 0) FROM "
+                              "information_schema.tables WHERE table_schema = %s AND "
+                              "table_name = %s", (flow.source_database, tf.source))[0][0])
+        sink.table(tf.source, total)
+    target_schemas = {} if to_cassandra else {
+        tm.table: read_schema(conn, target_settings, flow.target_database, tm.table)
+        for tf in flow.tables for tm in tf.targets}
+    run = _Run(config, flow, round_row, schemas, codecs, sink, cassandra,
+               {k: v for k, v in target_schemas.items() if v is not None}, literals)
+    try:
+        _run_chunks(run, todo, config.rounds.workers)
+        late = {} if to_cassandra else late_rows(source, conn, config, flow, round_row,
+                                                 codecs)
+    finally:
+        run.close()
+    try:
+        summary = ledger.finish_round(conn, flow.name, round_row.round_no,
+                                      _watermarks(conn, flow, round_row))
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, target_settings, "furet", "rounds") from None
+    return dataclasses.replace(summary, late_rows=late), run
+
+
+# Rows stamped at most this far below a window (or the overlap, if longer) are checked.
+LATE_BAND_MIN_MS = 60_000
+LATE_ROWS_LIMIT = 10_000   # rows of the band read at most, newest first
+LATE_LOOKUP_BATCH = 500
+
+
+def late_rows(source: pymysql.connections.Connection, conn: pymysql.connections.Connection,
+              config: FuretConfig, flow: Flow, round_row: RoundRow,
+              codecs: dict[str, VersionCodec | None]) -> dict[str, int]:
+    """Per source table of a ``ts`` window round: rows committed later than the overlap
+    allows. A window ``(lo, hi]`` re-reads ``overlap_ms`` below the last watermark; a row
+    stamped below ``lo`` that committed after the previous round read its versions is in
+    no window, ever. This looks at the band just below: source rows whose version is in
+    ``(lo - band, lo]`` (band: the overlap, at least :data:`LATE_BAND_MIN_MS`) and counts
+    those the target lacks or holds at an older version (rows quarantined at that version
+    excepted). An undersized overlap is seen, and the rows named for a repair, instead of
+    being lost silently; nothing is copied here.
+
+    Cost: one range read of the source's version index for at most
+    :data:`LATE_ROWS_LIMIT` rows (the rows changed in one band: about what the overlap
+    re-reads anyway), then one primary-key lookup on each target table per
+    :data:`LATE_LOOKUP_BATCH` of them. Checked: MariaDB targets whose mapping carries the
+    key and the version untransformed (a Cassandra target is not checked)."""
+    if round_row.strategy != Strategy.TS or round_row.kind != "window":
+        return {}
+    found: dict[str, int] = {}
+    for tf in flow.tables:
+        codec = codecs[tf.source]
+        if codec is None:
+            continue
+        lo, _ = ledger.round_window(conn, flow.name, round_row.round_no, tf.source)
+        if lo is None:
+            continue
+        band = codec.duration(max(config.rounds.overlap_ms, LATE_BAND_MIN_MS))
+        column = quote(tf.version)
+        try:
+            rows = query(source, f"SELECT {', '.join(quote(k) for k in tf.keys)}, {column} "
+                                 f"FROM {quote(flow.source_database)}.{quote(tf.source)} "
+                                 f"WHERE {column} > %s AND {column} <= %s "
+                                 f"ORDER BY {column} DESC LIMIT {LATE_ROWS_LIMIT}",
+                         (codec.param(lo - band), codec.param(lo)))
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, config.db(flow.source_server), flow.source_database,
+                           tf.source) from None
+        width = len(tf.keys)
+        wanted = {key_text(r[:width]): (tuple(r[:width]), codec.ledger(r[width]))
+                  for r in rows}
+        late: set[str] = set()
+        for tm in tf.targets:
+            by_source = {c.source: c for c in tm.columns}
+            mapped = [by_source.get(k) for k in (*tf.keys, tf.version)]
+            if any(c is None or c.transform for c in mapped):
+                continue
+            tkeys = [c.target for c in mapped[:-1] if c is not None]
+            tversion = quote(mapped[-1].target) if mapped[-1] is not None else ""
+            items = list(wanted.items())
+            for start in range(0, len(items), LATE_LOOKUP_BATCH):
+                part = items[start:start + LATE_LOOKUP_BATCH]
+                clause, args = among(tkeys, [key for _, (key, _) in part])
+                try:
+                    held = {key_text(r[:width]): codec.ledger(r[width]) for r in query(
+                        conn, f"SELECT {', '.join(quote(k) for k in tkeys)}, {tversion} "
+                              f"FROM {quote(flow.target_database)}.{quote(tm.table)} "
+                              f"WHERE {clause}", args)}
+                except pymysql.MySQLError as exc:
+                    raise db_error(exc, config.target, flow.target_database,
+                                   tm.table) from None
+                for text, (_, version) in part:
+                    if version is None:
+                        continue
+                    if text not in held:
+                        late.add(text)                    # missing from the target
+                    elif (have := held[text]) is not None and have < version:
+                        late.add(text)                    # the target holds an older one
+        if late:
+            quarantined = ledger.quarantined_versions(conn, flow.name, tf.source)
+            late = {t for t in late if wanted[t][1] not in quarantined.get(t, set())}
+        found[tf.source] = len(late)
+    return found
 
 
 def _run_chunks(run: _Run, chunks: list[Chunk], workers: int) -> None:

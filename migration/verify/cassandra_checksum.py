@@ -75,6 +75,8 @@ class CassandraSide:
     primary_key: tuple[str, ...]
     profile: str = PROFILE
     codec: VersionCodec = INTEGER_VERSION  # the flow table's version codec
+    # The repair's writes: config cassandra.write_consistency.
+    write_consistency: str = "LOCAL_QUORUM"
 
     @property
     def where(self) -> str:

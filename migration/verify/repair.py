@@ -5,14 +5,22 @@
   :class:`~migration.engine.cassandra_writer.CassandraWriter`): an older version never
   replaces a newer one, rows the writer refuses go to furet.quarantine;
 - extra rows are deleted only with ``--delete-extra`` (by key tuple on MariaDB, by primary
-  key on Cassandra);
+  key on Cassandra), and only those the source, read again by key just before, still does
+  not hold (:func:`still_extra`: a row inserted at the source since the comparison is
+  live); a Cassandra delete is stamped with the row's own latest write time, never now,
+  so a source version written later still wins;
 - the repaired chunks are checked again. A row still wrong after a version-aware write is
   *shadowed*: the target holds something newer than the source's version (on MariaDB a
   higher version column; on Cassandra a write or a tombstone with a later write time, e.g.
   a row deleted or edited by hand). It is reported, and overwritten only with
   ``--overwrite-newer`` (MariaDB: an unconditional upsert; Cassandra: ``USING TIMESTAMP``
-  now), then checked once more. Overwriting is a choice for the operator: a source change
-  stamped before now and not yet copied would lose against it.
+  the target row's latest write time + 1 µs, so a later source change still wins; a row
+  deleted by a tombstone, whose time CQL does not show, is left shadowed), then checked
+  once more.
+
+A repair runs under the flow's lock (taken by :func:`migration.verify.run.run_verify`), so
+no round of the flow writes between its comparison and its writes. Refused rows go to
+furet.quarantine batch by batch, as they are found.
 
 A table without a version column (``version: none``, MariaDB targets only) is written as
 its rounds write it: the rounds' writer upserts it unconditionally, the source's row
@@ -35,13 +43,14 @@ from migration.engine import ledger
 from migration.engine.keys import Key
 from migration.engine.quarantine import QuarantinedRow
 from migration.flows.mapping import TransformError
+from migration.rowhash import transformed_texts
 from migration.verify.chunks import Range
 from migration.verify.drilldown import Classified
 from migration.verify.mysql_checksum import RowInfo
 from migration.verify.planner import Chunk
 from migration.verify.report import RepairReport, shown_key
 from migration.verify.report_builder import key_order
-from migration.verify.sides import Pair
+from migration.verify.sides import Pair, batches, nk
 
 REPAIR_ROUND_NO = 0  # furet.quarantine.round_no of rows refused during a repair
 
@@ -62,7 +71,7 @@ def ledger_quarantine(settings: DbSettings, flow: str) -> RecordQuarantine:
     def record(rows: Sequence[QuarantinedRow]) -> None:
         if not rows:
             return
-        conn = connect(settings, autocommit=True)
+        conn = connect(settings, autocommit=True, strict=True)  # as a round writes it
         try:
             ledger.record_quarantine(conn, flow, REPAIR_ROUND_NO, rows)
         except pymysql.MySQLError as exc:
@@ -74,19 +83,57 @@ def ledger_quarantine(settings: DbSettings, flow: str) -> RecordQuarantine:
 
 
 def copy_rows(pair: Pair, keys: Sequence[Key], record: RecordQuarantine) -> tuple[int, int]:
-    """Re-copy the source rows of ``keys`` through the round's writer: (written, quarantined)."""
-    if not keys:
-        return 0, 0
-    outcome = pair.target.copy(pair.source.source_rows(keys))
-    if outcome.quarantined:
-        record(outcome.quarantined)
-    return outcome.written, len(outcome.quarantined)
+    """Re-copy the source rows of ``keys`` through the round's writer, batch by batch, each
+    batch's refused rows recorded before the next is read (a repair killed half-way keeps
+    the quarantine it found): (written, quarantined)."""
+    written = quarantined = 0
+    for batch in batches(keys):
+        outcome = pair.target.copy(pair.source.source_rows(batch))
+        if outcome.quarantined:
+            record(outcome.quarantined)
+        written += outcome.written
+        quarantined += len(outcome.quarantined)
+    return written, quarantined
 
 
-def delete_rows(pair: Pair, extra: Sequence[tuple[str, RowInfo]]) -> int:
+def still_extra(pair: Pair, extra: Sequence[tuple[str, RowInfo]]
+                ) -> list[tuple[str, RowInfo]]:
+    """The extra rows the source, read again by key now, still does not account for.
+
+    The comparison read the source a while ago: a row inserted since (its copy in the
+    target is then live, not extra) must not be deleted. An extra row is kept when the
+    source now holds its key and, on a target whose primary key is not the source key (a
+    Cassandra query table: ``pair.target.identity`` gives the primary key's positions among
+    the compared columns), when that source row maps to the same primary key; a stale copy
+    left under an old partition or clustering key is still deleted."""
     if not extra:
-        return 0
-    return pair.target.delete(extra)
+        return []
+    by_text = {nk(row.key): row.key for _, row in extra}
+    now = {nk(tuple(r[:pair.tf.width])): r
+           for r in pair.source.source_rows([by_text[k] for k in sorted(by_text)])}
+    identity = pair.target.identity
+    columns = list(pair.tf.source_columns)
+    indexes = [columns.index(c.source) for c in pair.tm.columns]
+    out = []
+    for text, row in extra:
+        source = now.get(nk(row.key))
+        if source is None:
+            out.append((text, row))
+            continue
+        if identity is None or row.texts is None:
+            continue                      # the source holds this very row again: live
+        texts = transformed_texts(pair.tm.columns, [source[i] for i in indexes])
+        if any(texts[i] != row.texts[i] for i in identity):
+            out.append((text, row))       # the source row lives under another primary key
+    return out
+
+
+def delete_rows(pair: Pair, extra: Sequence[tuple[str, RowInfo]]) -> tuple[int, int]:
+    """Delete the extra rows still extra at the source just before: (deleted, kept)."""
+    gone = still_extra(pair, extra)
+    if not gone:
+        return 0, len(extra)
+    return pair.target.delete(gone), len(extra) - len(gone)
 
 
 def _mapped(pair: Pair, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
@@ -126,7 +173,7 @@ def repair_pair(pair: Pair, done: Sequence[Chunk], found: Classified, recheck: R
     ranges = [c.rng for c in chunks]
     report.copied, report.quarantined = copy_rows(pair, _source_keys(found), record)
     if policy.delete_extra:
-        report.deleted = delete_rows(pair, found.extra)
+        report.deleted, report.extra_kept = delete_rows(pair, found.extra)
     else:
         report.extra_kept = len(found.extra)
     after = recheck(ranges)

@@ -19,8 +19,11 @@ rows where they differ, optionally repair, and report.
    different keys, with the differing columns;
 5. ``repair``: missing and different rows are re-copied through the round's version-aware
    writers (a table without a version: the rounds' unconditional upsert), extra rows
-   deleted only with ``delete_extra``; the repaired chunks are checked again and the
-   report says what the re-check found.
+   deleted only with ``delete_extra`` (and only if the source, read again just before,
+   still has no row that maps to them); the repaired chunks are checked again and the
+   report says what the re-check found. A repair holds the flow's lock
+   (:mod:`migration.engine.flow_lock`) from its first read to its last write, so no round
+   of the flow runs in between.
 
 The parts: :mod:`~migration.verify.planner` (chunks, sample, quarantine exclusions),
 :mod:`~migration.verify.sides` (a MariaDB side, a Cassandra side),
@@ -43,9 +46,10 @@ from migration.config import DbSettings, FuretConfig
 from migration.contract import COMMANDS
 from migration.db import connect, db_error
 from migration.engine import ledger
+from migration.engine.flow_lock import flow_lock
 from migration.engine.versions import TEMPORAL_TYPES, VersionCodec
 from migration.enums import Consistency
-from migration.errors import FuretError
+from migration.errors import FuretError, context
 from migration.flows.mapping import ColumnMap, Flow, TableFlow, TargetMap, load_flow
 from migration.flows.validate import (
     INTEGER_TYPES,
@@ -184,7 +188,8 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
                 part, primary = cq.table_keys(session, flow.target_database, tm.table)
                 table = cq.CassandraSide(
                     session, flow.target_database, tm.table, tf.target_keys(tm),
-                    tm.target_of(tf.version) or tf.version, names, part, primary, codec=codec)
+                    tm.target_of(tf.version) or tf.version, names, part, primary, codec=codec,
+                    write_consistency=config.cassandra.write_consistency)
                 tgt = CassandraTargetSide(table, reads, tf, progress,
                                           f"{tf.source} -> {tm.table}", table_window)
             else:
@@ -256,6 +261,10 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
         consistency=consistency.value if to_cassandra else "", repair=options.repair,
         delete_extra=options.delete_extra)
     with contextlib.ExitStack() as stack:
+        if options.repair:
+            # one writer per flow: a repair and the flow's rounds exclude each other
+            stack.enter_context(flow_lock(config.target, flow.name,
+                                          f"furet verify --repair --flow {flow.name}"))
         source = connect(source_settings)
         stack.callback(source.close)
         target = None
@@ -283,7 +292,9 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
         for pair in pairs:  # every table is compared before any is repaired
             table_started = time.monotonic()
             table = table_report(pair, pair.mode)
-            done, found = comparer.compare(pair, table)
+            with context(database=flow.source_database, table=pair.tf.source,
+                         step=f"verify {pair.tm.table}"):
+                done, found = comparer.compare(pair, table)
             fill_report(pair, table, done, found, options.max_report_rows)
             table.seconds = time.monotonic() - table_started
             compared.append((pair, table, done, found))

@@ -61,7 +61,7 @@ def nk(key: Key) -> str:
     return key_text(key)
 
 
-def _batches(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
+def batches(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
@@ -160,6 +160,12 @@ class Side(Protocol):
         """Source rows (the flow's source columns) through the rounds' writer."""
         ...
 
+    @property
+    def identity(self) -> tuple[int, ...] | None:
+        """Positions, among the compared columns, of the target's primary key when it is not
+        the source key (a Cassandra query table); None when it is."""
+        ...
+
     def delete(self, extra: Sequence[tuple[str, RowInfo]]) -> int:
         """Delete these extra rows; the number deleted."""
         ...
@@ -212,6 +218,10 @@ class MariaDbSide:
 
     def mode(self, source: MariaDbSide) -> str:
         return "client" if source.sql.client else "sql"
+
+    @property
+    def identity(self) -> tuple[int, ...] | None:
+        return None  # rows are keyed by the source key
 
     # --- reads --------------------------------------------------------------------------
 
@@ -277,7 +287,7 @@ class MariaDbSide:
             writer = GaleraWriter(self.sql.database, self.tf, Strategy.TS,
                                   {t: v for t, v in schemas.items() if v is not None},
                                   codec=self.sql.codec)
-            for batch in _batches(rows):
+            for batch in batches(rows):
                 conn.begin()
                 with conn.cursor() as cur:
                     written = writer.write(cur, batch)
@@ -296,7 +306,7 @@ class MariaDbSide:
         deleted = 0
         try:
             with conn.cursor() as cur:
-                for batch in _batches(keys):
+                for batch in batches(keys):
                     clause, args = sqlkeys.among(self.sql.keys, batch)
                     deleted += cur.execute(f"DELETE FROM {self.sql.fqtn} WHERE {clause}", args)
         except pymysql.MySQLError as exc:
@@ -313,7 +323,7 @@ class MariaDbSide:
         conn = connect(self.sql.settings, autocommit=False, strict=True)
         try:
             with conn.cursor() as cur:
-                for batch in _batches(rows):
+                for batch in batches(rows):
                     cur.execute(f"INSERT INTO {self.sql.fqtn} ({cols}) VALUES "
                                 f"{','.join(row_literal(r) for r in batch)} "
                                 f"ON DUPLICATE KEY UPDATE {updates}")
@@ -348,6 +358,10 @@ class CassandraTargetSide:
 
     def mode(self, source: MariaDbSide) -> str:
         return "cassandra"
+
+    @property
+    def identity(self) -> tuple[int, ...] | None:
+        return tuple(self.table.columns.index(c) for c in self.table.primary_key)
 
     def checksum(self, chunk: Chunk) -> None:
         return None
@@ -436,27 +450,63 @@ class CassandraTargetSide:
 
     def copy(self, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
         writer = CassandraWriter(self.table.session, self.table.keyspace, self.tf,
-                                 self.table.codec)
+                                 self.table.codec, self.table.write_consistency)
         outcome = BatchOutcome()
-        for batch in _batches(rows):
+        for batch in batches(rows):
             outcome.add(writer.write(None, batch))
         return outcome
 
+    def write_times(self, primary_keys: Sequence[tuple[Any, ...]]) -> list[int | None]:
+        """The latest write time (µs) among each row's compared cells, read now by primary
+        key; None for a row without a live cell (gone, or deleted by a tombstone, whose
+        time CQL does not show)."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        side = self.table
+        regular = [c for c in side.columns if c not in side.primary_key]
+        if not primary_keys or not regular:
+            return [None] * len(primary_keys)
+        where = " AND ".join(f"{c} = ?" for c in side.primary_key)
+        statement = side.session.prepare(
+            f"SELECT {', '.join(f'WRITETIME({c})' for c in regular)} FROM "
+            f"{side.keyspace}.{side.table} WHERE {where}")
+        out: list[int | None] = []
+        for _, result in execute_concurrent_with_args(side.session, statement,
+                                                      list(primary_keys), concurrency=64):
+            row = result.one()
+            stamps = [int(v) for v in row if v is not None] if row is not None else []
+            out.append(max(stamps) if stamps else None)
+        return out
+
     def delete(self, extra: Sequence[tuple[str, RowInfo]]) -> int:
+        """``DELETE ... USING TIMESTAMP`` the row's own latest write time (a tombstone wins
+        a tie): the row as it is goes, and a source version written later, stamped by the
+        rounds after that time, is never hidden by the delete, as it would be by a
+        tombstone stamped now. A row without a live cell is already gone."""
         from cassandra.concurrent import execute_concurrent_with_args
 
         side = self.table
         where = " AND ".join(f"{c} = ?" for c in side.primary_key)
         statement = side.session.prepare(f"DELETE FROM {side.keyspace}.{side.table} "
-                                         f"WHERE {where}")
+                                         f"USING TIMESTAMP ? WHERE {where}")
+        statement.consistency_level = _consistency(side.write_consistency)
         indexes = [side.columns.index(c) for c in side.primary_key]
-        args = [tuple(row.native[i] for i in indexes) for _, row in extra
-                if row.native is not None]
+        rows = [row for _, row in extra if row.native is not None]
+        keys = [tuple(row.native[i] for i in indexes) for row in rows]  # type: ignore[index]
+        args = []
+        for row, key, stamp in zip(rows, keys, self.write_times(keys), strict=True):
+            if stamp is None and row.version is not None:
+                stamp = side.codec.micros(row.version)  # as the rounds stamped it
+            if stamp is not None:
+                args.append((stamp, *key))
         execute_concurrent_with_args(side.session, statement, args, concurrency=64)
         return len(args)
 
     def overwrite(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        """``USING TIMESTAMP`` now: later than any write a round made."""
+        """``USING TIMESTAMP`` one microsecond after the target row's own latest write: it
+        wins over that copy and over nothing later (a source change the rounds stamp after
+        it still wins). A row deleted by a tombstone has no readable write time: it is not
+        written (furet does not guess a stamp) and stays reported as shadowed."""
         from cassandra.concurrent import execute_concurrent_with_args
 
         side = self.table
@@ -464,10 +514,20 @@ class CassandraTargetSide:
         statement = side.session.prepare(
             f"INSERT INTO {side.keyspace}.{side.table} ({', '.join(names)}) VALUES "
             f"({', '.join('?' for _ in names)}) USING TIMESTAMP ?")
-        now_us = int(time.time() * 1_000_000)
-        execute_concurrent_with_args(side.session, statement,
-                                     [(*row, now_us) for row in rows], concurrency=64)
-        return len(rows)
+        statement.consistency_level = _consistency(side.write_consistency)
+        indexes = [names.index(c) for c in side.primary_key]
+        stamps = self.write_times([tuple(row[i] for i in indexes) for row in rows])
+        args = [(*row, stamp + 1) for row, stamp in zip(rows, stamps, strict=True)
+                if stamp is not None]
+        execute_concurrent_with_args(side.session, statement, args, concurrency=64)
+        return len(args)
+
+
+def _consistency(name: str) -> int:
+    """The driver's level for a configured name (config.py validated it)."""
+    from cassandra import ConsistencyLevel
+
+    return int(ConsistencyLevel.name_to_value[name])
 
 
 @dataclass

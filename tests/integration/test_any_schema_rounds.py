@@ -23,6 +23,7 @@ import yaml
 from migration.db import connection, query
 from migration.engine.round import RoundOptions, run_round
 from migration.errors import FuretError
+from migration.legacy.freeze import freeze, unfreeze
 from migration.verify.run import VerifyOptions, run_verify
 
 from .conftest import Server, make_config
@@ -212,7 +213,9 @@ def test_rounds_under_same_second_writes_end_equal(fresh: dict[str, Server],
     assert writer.deleted > 10, "too few deletes to show their propagation"
     with contextlib.closing(fresh["legacy"].root()) as conn, conn.cursor() as cur:
         cur.execute(f"DELETE FROM {DB}.country WHERE code IN ('AA', 'HJ')")  # kept on target
+    freeze(fresh["legacy"].settings())  # --final refuses a legacy that is not frozen
     final = run_round(config, RoundOptions(flow, final=True))
+    unfreeze(fresh["legacy"].settings())
     assert final.final and final.rows_quarantined == 0
     tables = {t.source_table: t for t in final.tables}
     assert tables["country"].rows_deleted == 0 and tables["tag_link"].version_type == "none"

@@ -23,6 +23,7 @@ import yaml
 from migration.db import connect, server_now_ms
 from migration.engine.round import RoundOptions, run_round
 from migration.flows.mapping import FLOWS_DIR
+from migration.legacy.freeze import freeze
 from migration.target.schema import SQL_DIR as TARGET_SQL
 
 from .compare import RUNTIME_COLUMNS, diff_table
@@ -97,6 +98,7 @@ def test_id_and_naive_strategies_lose_rows_ts_rounds_do_not(fresh: dict,
                         (t0 - 8_000, ids["B"]))
         n1.commit()
         all_rounds()                                         # round 2
+        freeze(legacy)
         all_rounds(final=True)                               # round 3, writes frozen
     finally:
         for conn in (n1, n2, n3):

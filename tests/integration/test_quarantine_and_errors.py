@@ -14,6 +14,7 @@ from migration.db import connection, query
 from migration.engine.round import RoundOptions, run_round
 from migration.errors import FuretError
 from migration.flows.mapping import FLOWS_DIR
+from migration.legacy.freeze import freeze
 from migration.legacy.seed import seed
 from tests.helpers import BIN, REPO
 
@@ -75,6 +76,7 @@ def test_dirty_rows_go_to_quarantine_with_their_reason(fresh: dict) -> None:
         assert not diff.missing and not diff.stale and not diff.extra, table
 
     # nothing new in the window: 0 quarantined, so no QuarantineLimitExceeded
+    freeze(legacy)  # --final refuses a legacy that is not frozen
     again = run_round(make_config(fresh), RoundOptions("runtime", final=True,
                                                        max_quarantined=0))
     assert again.status == "done" and again.rows_quarantined == 0

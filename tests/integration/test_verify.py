@@ -329,6 +329,13 @@ def test_verify_cassandra_flow_finds_exact_rows_and_repairs(fresh: dict,
     assert by_table["quotes_by_day"] is not None
     assert by_table["quotes_by_day"].shadowed == [day_edited]
     assert first.exit_code == 1
+    # --overwrite-newer stamps one µs after the target row's own write time; the row deleted
+    # by hand is a tombstone, whose time CQL does not show: not guessed over, still missing
     second = _verify(config, "cassandra_prod", repair=True, overwrite_newer=True)
-    assert second.agrees, [dataclasses.asdict(t.repair) for t in second.tables if t.repair]
-    _clean(_verify(config, "cassandra_prod"))
+    by_table = {t.target_table: t.repair for t in second.tables}
+    customer, day = by_table["quotes_by_customer"], by_table["quotes_by_day"]
+    assert customer is not None and day is not None
+    assert (customer.overwritten, customer.missing_after, customer.different_after) == (1, 1, 0)
+    assert day.overwritten == 1 and day.ok
+    assert _diffs(_verify(config, "cassandra_prod"))["quotes_by_customer"] == {
+        "missing": {deleted}, "extra": set(), "different": {}}

@@ -72,6 +72,14 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
     assert config.cassandra.hosts == ("10.0.0.31",) and config.cassandra.local_dc == "rbx"
     assert config.rounds.workers == 2
     assert config.flows.dir == "/etc/furet/flows"
+    assert config.cassandra.write_consistency == "LOCAL_QUORUM"
+
+
+def test_the_role_creates_the_log_directory_furet_writes_to() -> None:
+    from migration.failure import SYSTEM_LOG_DIR
+
+    private = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    assert private["_etl_runner_log_dir"] == str(SYSTEM_LOG_DIR)
 
 
 def test_the_flows_manifest_is_never_taken_for_a_flow(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def test_report_lists_every_host_and_exits_with_the_first_failure() -> None:
                                       ft.HostOutcome("etl2", False, None, "SSH to x: refused"),
                                       ft.HostOutcome("etl3", False, 2, "exit 2: boom")])
     assert [o.host for o in report.succeeded] == ["etl1"]
-    assert report.exit_code == 1  # etl2 was not reached: no remote code
+    assert report.exit_code == 2  # etl2 was not reached: no remote code; never 1 (verify's)
     assert report.lines() == [
         "fab status: etl1 ok",
         "fab status: etl2 FAILED (SSH to x: refused)",

@@ -96,6 +96,8 @@ class Store:
     def mode(self, source: Any) -> str:
         return "memory"
 
+    identity = None  # rows keyed by the source key, as a MariaDB table
+
     def span(self) -> Span:
         return Span(list(self.rows))
 
@@ -441,8 +443,8 @@ def test_refused_rows_go_to_the_ledger_and_its_errors_name_the_table(monkeypatch
         def close(self) -> None:
             calls.append("closed")
 
-    def connect(s: DbSettings, autocommit: bool = False) -> Conn:
-        assert s is settings and autocommit
+    def connect(s: DbSettings, autocommit: bool = False, strict: bool = False) -> Conn:
+        assert s is settings and autocommit and strict  # the rounds' strict session
         calls.append("connect")
         return Conn()
 

@@ -199,6 +199,8 @@ class Store:
     def mode(self, source: Any) -> str:
         return "sql"
 
+    identity = None  # rows keyed by the source key, as a MariaDB table
+
     def span(self) -> Span:
         return Span(list(self.rows))
 
