@@ -15,7 +15,7 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 export FURET_HOME      := $(CURDIR)
 
 .PHONY: help deps apt-deps venv cassandra-dist lab-image lab-up lab-down lab-status demo test \
-        lint unit bench lock clean
+        lint unit bench soak lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -64,6 +64,13 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt
 	@$(BIN)/ansible-playbook playbooks/site.yml > .cache/bench-site.log || \
 		{ tail -40 .cache/bench-site.log; exit 1; }
 	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES) --lines $(BENCH_LINES)
+
+SOAK_TRIALS      ?= 20
+SOAK_KILL_POINTS ?= 50
+soak: deps ## Long fault trials: Galera recoveries (lab) and round kill points, more than make test
+	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) \
+		$(BIN)/pytest -v -p no:cacheprovider tests/lab/test_galera_faults.py \
+		tests/integration/test_round_kill_points.py
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
 	@$(BIN)/ruff check migration tests bench fabfile.py roles/etl_runner/files

@@ -158,8 +158,8 @@ def _galera_problems(lab: ProvisionedLab) -> list[str]:
 
 def _repair_galera(lab: ProvisionedLab) -> None:
     if _galera_nodes_problems(lab):
-        # Whatever a test left (crashed, stopped or non-Primary nodes): the recovery stops
-        # every node and bootstraps from the most advanced one; galera.yml converges the rest.
+        # Whatever a test left (crashed, stopped or non-Primary nodes): the recovery rejoins
+        # the nodes out or bootstraps from the most advanced one; galera.yml converges the rest.
         _converge("galera_recover.yml")
         _converge("galera.yml")
     if any("MAINT" in p for p in _haproxy_problems(lab)):

@@ -87,7 +87,7 @@ def test_missing_group_is_named(tmp_path: Path) -> None:
      "argument 'galera_recover_force' is of type str and we were unable to convert to bool"),
     ("galera_recover.yml", "galera_recover_forse=true",
      "unknown variable(s) galera_recover_forse: the recovery knows galera_recover_force, "
-     "galera_recover_report"),
+     "galera_recover_settle_timeout, galera_recover_report"),
     ("galera_recover.yml", "galera_synced_timeout=soon",
      "argument 'galera_synced_timeout' is of type str and we were unable to convert to int"),
     ("galera_rolling_restart.yml", "galera_upgrade=maybe",

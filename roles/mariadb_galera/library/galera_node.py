@@ -9,25 +9,40 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: galera_node
-short_description: Read a Galera node's state; start, restart or bootstrap it and wait until Synced
+short_description: Read a Galera node's state; stop, start, restart or bootstrap it, bounded
 description:
-  - Reads whether the service runs, the node's wsrep status (over the unix socket, as root),
-    and its saved state in grastate.dat (cluster UUID, seqno, safe_to_bootstrap).
+  - Reads the service's systemd state (ActiveState, SubState, NRestarts: how many times
+    systemd restarted it by itself), the node's wsrep status (over the unix socket, as
+    root) and its saved state in grastate.dat (cluster UUID, seqno, safe_to_bootstrap),
+    and says in one word what it found (I(found)): synced, joining, non-Primary, starting,
+    restarting (systemd is about to restart it), stopping, down.
+  - I(operation) stop never hangs: it first holds the service (a runtime drop-in with
+    C(Restart=no), so systemd does not start the node again until a start of this module
+    releases it), asks systemd to stop, waits I(stop_timeout) seconds, then kills every
+    process of the unit (SIGKILL; InnoDB and galera_recovery make that safe) and waits
+    for it to be gone. restart is that stop, then a start.
   - With I(recover_position), a stopped node whose grastate.dat says seqno -1 (it crashed)
     gets its position from C(galera_recovery); the result says which source was used.
-  - I(operation) start, restart or new_cluster acts first (C(systemctl start|restart),
-    C(galera_new_cluster)); with I(wait_synced) the module then polls until the node is
-    Synced in a Primary component (of I(cluster_size) nodes when not 0) or fails after
+  - I(operation) start, restart or new_cluster acts first (C(systemctl start),
+    C(galera_new_cluster)); with I(wait_synced) the start does not block in systemctl (a
+    joiner that cannot join would hold it) and the module polls until the node is
+    Synced in a Primary component (of I(cluster_size) nodes when not 0), fails at once
+    when systemd says the service failed (with the journal's last lines), or fails after
     I(timeout) seconds naming the host and the last state seen. Acting and waiting in one
     task is what lets C(throttle: 1) restart a cluster one node at a time.
+  - I(settle) makes a read of a node that runs (or that systemd is restarting) but is
+    not Synced in a Primary component wait up to that many seconds for it to get there
+    by itself (Galera's pc.recovery after a power loss); a down node is read at once.
   - Reading never changes anything and runs in check mode; an operation in check mode only
     reports the change.
 options:
   operation:
     type: str
-    choices: [read, start, restart, new_cluster]
+    choices: [read, stop, start, restart, new_cluster, release]
     default: read
-    description: What to do before reading.
+    description: What to do before reading (release only removes the hold of a stop).
+  stop_timeout: {type: int, default: 30, description: Seconds a stop may take before SIGKILL.}
+  settle: {type: int, default: 0, description: Seconds a read waits for a running node to be Synced.}
   wait_synced: {type: bool, default: false, description: Poll until Synced in a Primary component.}
   cluster_size: {type: int, default: 0, description: With wait_synced, also wait for this size.}
   timeout: {type: int, default: 300, description: Seconds to wait with wait_synced.}
@@ -54,12 +69,15 @@ galera:
   type: dict
   returned: always
   description: >-
-    running, status (WSREP_* name: value), member (Primary), synced, cluster_size, uuid,
-    seqno, safe_to_bootstrap (grastate.dat), has_state (a cluster UUID is saved), seen
-    ("size,status,state" or "server down"); position {seqno, source} with recover_position.
+    running, active_state, sub_state, restarts (systemd's NRestarts), found (one word and
+    the restarts), status (WSREP_* name: value), member (Primary), synced, cluster_size,
+    cluster_uuid, uuid, seqno, safe_to_bootstrap (grastate.dat), has_state (a cluster UUID
+    is saved), seen ("size,status,state" or "server down"); position {seqno, source} with
+    recover_position; stopped ("was down", "stopped" or "killed after N s") with stop.
 healthy: {type: bool, returned: always, description: Synced in a Primary component of the wanted size.}
 """
 
+import os
 import re
 import socket
 import time
@@ -75,11 +93,16 @@ STATUS_SQL = (
     "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
     "WHERE VARIABLE_NAME IN (%s)" % ", ".join("'%s'" % v for v in STATUS_VARIABLES)
 )
-ACTIONS = {
-    "start": ["systemctl", "start"],
-    "restart": ["systemctl", "restart"],
-}
 POLL_SECONDS = 2
+# After SIGKILL a unit is gone within a second or two; this bounds the wait all the same.
+KILL_WAIT_SECONDS = 30
+# The hold: a runtime drop-in (gone at the next boot) that stops systemd from restarting a
+# node that a play stopped or killed, until a start of this module removes it.
+HOLD_DROPIN = "/run/systemd/system/%s.service.d/zz-furet-hold.conf"
+HOLD_TEXT = ("# furet (galera_node): held down by a play; the play's next start removes this\n"
+             "[Service]\nRestart=no\n")
+SERVICE_PROPERTIES = ("ActiveState", "SubState", "NRestarts")
+DOWN_STATES = ("inactive", "failed")
 
 
 def parse_grastate(text):
@@ -109,7 +132,42 @@ def parse_recovered_position(text):
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def summarise(running, status, grastate):
+def parse_service(text):
+    """ActiveState, SubState, NRestarts of `systemctl show --property=...` (KEY=VALUE lines)."""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    restarts = values.get("NRestarts", "")
+    return {"active_state": values.get("ActiveState", "unknown"),
+            "sub_state": values.get("SubState", ""),
+            "restarts": int(restarts) if restarts.isdigit() else 0}
+
+
+def found_label(state):
+    """One word for what a node was found doing, then how often systemd restarted it."""
+    active, sub, status = state["active_state"], state["sub_state"], state["status"]
+    if active == "active" and state["member"] and state["synced"]:
+        label = "synced"
+    elif active == "activating" and sub == "auto-restart":
+        label = "restarting"
+    elif active == "deactivating":
+        label = "stopping"
+    elif active in ("active", "activating", "reloading"):
+        if not status:
+            label = "starting"
+        elif not state["member"]:
+            label = "non-Primary"
+        else:
+            label = "joining"
+    elif active == "failed":
+        label = "down (failed)"
+    else:
+        label = "down"
+    if state["restarts"]:
+        label += ", restarted %d time%s by systemd" % (state["restarts"],
+                                                       "" if state["restarts"] == 1 else "s")
+    return label
+
+
+def summarise(service, status, grastate):
     """What the role decides from, in one dict (the facts of tasks/state.yml)."""
     size = status.get("WSREP_CLUSTER_SIZE", "")
     uuid = grastate["uuid"]
@@ -117,9 +175,13 @@ def summarise(running, status, grastate):
     if status:
         seen = "%s,%s,%s" % (size or "?", status.get("WSREP_CLUSTER_STATUS", "?"),
                              status.get("WSREP_LOCAL_STATE_COMMENT", "?"))
-    return {
-        "running": running,
+    state = {
+        "running": service["active_state"] == "active",
+        "active_state": service["active_state"],
+        "sub_state": service["sub_state"],
+        "restarts": service["restarts"],
         "status": status,
+        "cluster_uuid": status.get("WSREP_CLUSTER_STATE_UUID", ""),
         "member": status.get("WSREP_CLUSTER_STATUS") == "Primary",
         "synced": status.get("WSREP_LOCAL_STATE_COMMENT") == "Synced",
         "cluster_size": int(size) if size.isdigit() else 0,
@@ -129,6 +191,8 @@ def summarise(running, status, grastate):
         "has_state": bool(uuid) and uuid != ZERO_UUID,
         "seen": seen,
     }
+    state["found"] = found_label(state)
+    return state
 
 
 def healthy(state, cluster_size=0):
@@ -142,14 +206,90 @@ class Node:
         self.module = module
         self.p = module.params
         self.host = socket.gethostname()
+        # systemd's NRestarts when this module started the service (see act, wait).
+        self.restarts_before = None
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg="%s: %s" % (self.host, msg), **extra)
 
-    def running(self):
+    def service(self):
         rc, out, _ = self.module.run_command(
-            ["systemctl", "show", "--property=ActiveState", "--value", self.p["service"]])
-        return rc == 0 and out.strip() == "active"
+            ["systemctl", "show", "--property=" + ",".join(SERVICE_PROPERTIES), self.p["service"]])
+        return parse_service(out if rc == 0 else "")
+
+    def systemctl(self, *args, **kwargs):
+        rc, out, err = self.module.run_command(["systemctl"] + list(args) + [self.p["service"]])
+        if rc != 0 and kwargs.get("check", True):
+            self.fail("systemctl %s %s failed (rc %s): %s"
+                      % (" ".join(args), self.p["service"], rc, (err or out).strip()))
+        return rc
+
+    def hold(self):
+        """systemd must not start the node again by itself (Restart=) until release()."""
+        path = HOLD_DROPIN % self.p["service"]
+        try:
+            with open(path) as handle:
+                if handle.read() == HOLD_TEXT:
+                    return
+        except FileNotFoundError:
+            pass
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write(HOLD_TEXT)
+        self.module.run_command(["systemctl", "daemon-reload"])
+
+    def release(self):
+        """Whether a hold was there to remove."""
+        path = HOLD_DROPIN % self.p["service"]
+        if not os.path.exists(path):
+            return False
+        os.remove(path)
+        self.module.run_command(["systemctl", "daemon-reload"])
+        return True
+
+    def wait_down(self, seconds):
+        deadline = time.monotonic() + seconds
+        while True:
+            service = self.service()
+            if service["active_state"] in DOWN_STATES:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+
+    def stop(self):
+        """Stop within stop_timeout seconds, else SIGKILL; held down afterwards."""
+        self.hold()
+        before = self.service()
+        if before["active_state"] in DOWN_STATES:
+            self.module.run_command(["systemctl", "reset-failed", self.p["service"]])
+            return "was down"
+        # --no-block: a node stuck joining holds a stop in stop-sigterm for as long as the
+        # unit's TimeoutStopSec allows (15 min, then no SIGKILL, on Debian's unit).
+        self.systemctl("stop", "--no-block")
+        how = "stopped"
+        if not self.wait_down(self.p["stop_timeout"]):
+            self.systemctl("kill", "--signal=SIGKILL", check=False)
+            if not self.wait_down(KILL_WAIT_SECONDS):
+                self.fail("%s still not down %d s after SIGKILL (seen: %s)"
+                          % (self.p["service"], KILL_WAIT_SECONDS, self.service()["active_state"]))
+            how = "killed after %d s" % self.p["stop_timeout"]
+        self.module.run_command(["systemctl", "reset-failed", self.p["service"]])
+        return how
+
+    def journal_tail(self):
+        """The first [ERROR] lines of the server's last start that logged any (the cause;
+        the ones after it are consequences), else the unit's last lines, for a failed start."""
+        rc, out, _ = self.module.run_command(
+            ["journalctl", "-u", self.p["service"], "-n", "1000", "--no-pager", "-o", "cat"])
+        lines = [line.strip() for line in out.splitlines() if line.strip()] if rc == 0 else []
+        # systemd may already have started it again: the last start that logged errors
+        starts = [0] + [i for i, line in enumerate(lines) if "] Starting MariaDB" in line]
+        for begin, end in reversed(list(zip(starts, starts[1:] + [len(lines)]))):
+            errors = [line for line in lines[begin:end] if "[ERROR]" in line]
+            if errors:
+                return " | ".join(errors[:2])
+        return " | ".join(lines[-4:])
 
     def status(self, strict):
         client = self.module.get_bin_path("mariadb")
@@ -175,8 +315,23 @@ class Node:
             return parse_grastate("")
 
     def read(self, strict):
-        running = self.running()
-        return summarise(running, self.status(strict) if running else {}, self.grastate())
+        service = self.service()
+        active = service["active_state"]
+        # A node that is still starting (a joiner) may already answer: read it leniently.
+        status = (self.status(strict) if active == "active"
+                  else self.status(False) if active in ("activating", "reloading") else {})
+        return summarise(service, status, self.grastate())
+
+    def settle(self, seconds):
+        """Read; a node that runs (or is being restarted) but is not Synced in a Primary
+        component gets up to `seconds` to get there by itself. A down node: at once."""
+        deadline = time.monotonic() + seconds
+        while True:
+            state = self.read(strict=False)
+            if (healthy(state) or state["active_state"] in DOWN_STATES
+                    or time.monotonic() >= deadline):
+                return state
+            time.sleep(POLL_SECONDS)
 
     def position(self, state):
         """Where this node's data ends: grastate.dat, or galera_recovery after a crash."""
@@ -194,16 +349,42 @@ class Node:
         rc, out, err = self.module.run_command(["galera_recovery"])
         found = parse_recovered_position(out) if rc == 0 else None
         if found is None:
-            self.fail("galera_recovery found no position (rc %s): %s" % (rc, (err or out).strip()),
-                      galera=state)
+            # A node killed in the middle of a state transfer has no usable InnoDB: it
+            # cannot hold writes the others lack. It ranks last; the recovery refuses to
+            # bootstrap from it.
+            return {"seqno": -1, "source": "unrecoverable",
+                    "detail": "galera_recovery rc %s: %s" % (rc, (err or out).strip()[-200:])}
         return {"seqno": found[1], "source": "wsrep-recover"}
 
     def act(self, operation):
-        command = ACTIONS[operation] + [self.p["service"]] if operation in ACTIONS else [
-            "galera_new_cluster"]
+        """Returns how the node was stopped, for stop and restart."""
+        stopped = None
+        if operation in ("stop", "restart"):
+            stopped = self.stop()
+        if operation == "stop":
+            return stopped
+        self.release()
+        self.module.run_command(["systemctl", "reset-failed", self.p["service"]])
+        if operation == "new_cluster":
+            command = ["galera_new_cluster"]
+        elif self.p["wait_synced"]:
+            # The wait below bounds the start; systemctl would block until a joiner is in.
+            command = ["systemctl", "start", "--no-block", self.p["service"]]
+        else:
+            command = ["systemctl", "start", self.p["service"]]
+        restarts = self.service()["restarts"]
         rc, out, err = self.module.run_command(command)
         if rc != 0:
-            self.fail("%s failed (rc %s): %s" % (" ".join(command), rc, (err or out).strip()))
+            self.fail("%s failed (rc %s): %s%s" % (" ".join(command), rc, (err or out).strip(),
+                                                   self.journal_suffix()))
+        # A server that dies while starting is restarted by systemd (Restart=), never
+        # "failed": the wait counts those restarts as a failed start.
+        self.restarts_before = restarts
+        return stopped
+
+    def journal_suffix(self):
+        tail = self.journal_tail()
+        return "; journal: %s" % tail if tail else ""
 
     def wait(self):
         started = time.monotonic()
@@ -212,6 +393,12 @@ class Node:
             state = self.read(strict=False)
             if healthy(state, self.p["cluster_size"]) or time.monotonic() >= deadline:
                 return state, round(time.monotonic() - started, 1)
+            crashed = (self.restarts_before is not None
+                       and state["restarts"] > self.restarts_before)
+            if state["active_state"] == "failed" or crashed:
+                self.fail("%s failed to start (%s)%s" % (self.p["service"], state["found"],
+                                                          self.journal_suffix()),
+                          galera=state, healthy=False)
             time.sleep(POLL_SECONDS)
 
 
@@ -219,7 +406,10 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             operation=dict(type="str", default="read",
-                           choices=["read", "start", "restart", "new_cluster"]),
+                           choices=["read", "stop", "start", "restart", "new_cluster",
+                                    "release"]),
+            stop_timeout=dict(type="int", default=30),
+            settle=dict(type="int", default=0),
             wait_synced=dict(type="bool", default=False),
             cluster_size=dict(type="int", default=0),
             timeout=dict(type="int", default=300),
@@ -233,21 +423,29 @@ def main():
     node = Node(module)
     p = module.params
     changed = p["operation"] != "read"
-    if changed and module.check_mode:
+    if changed and module.check_mode and p["operation"] != "release":
         # Nothing was started: report what is there now, without waiting for it.
         state = node.read(strict=False)
         module.exit_json(changed=True, galera=state, healthy=healthy(state, p["cluster_size"]))
-    if changed:
-        node.act(p["operation"])
+    if p["operation"] == "release":
+        released = False if module.check_mode else node.release()
+        module.exit_json(changed=released, galera=node.read(strict=False), healthy=False)
+    stopped = node.act(p["operation"]) if changed else None
+    if p["operation"] == "stop":
+        state = node.read(strict=False)
+        state["stopped"] = stopped
+        module.exit_json(changed=stopped != "was down", galera=state, healthy=False)
     if p["wait_synced"]:
         state, waited = node.wait()
+        if stopped:
+            state["stopped"] = stopped
         if not healthy(state, p["cluster_size"]):
             size = " of size %d" % p["cluster_size"] if p["cluster_size"] else ""
-            node.fail("not Synced in a Primary component%s after %d s (last seen: %s)"
-                      % (size, p["timeout"], state["seen"]),
+            node.fail("not Synced in a Primary component%s after %d s (last seen: %s, %s)"
+                      % (size, p["timeout"], state["seen"], state["found"]),
                       changed=changed, galera=state, healthy=False, waited=waited)
         module.exit_json(changed=changed, galera=state, healthy=True, waited=waited)
-    state = node.read(strict=True)
+    state = node.settle(p["settle"]) if p["settle"] else node.read(strict=True)
     if p["recover_position"]:
         state["position"] = node.position(state)
     module.exit_json(changed=changed, galera=state, healthy=healthy(state, p["cluster_size"]))
