@@ -68,7 +68,7 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt
 SOAK_TRIALS      ?= 20
 SOAK_KILL_POINTS ?= 50
 soak: deps ## Long fault trials: Galera recoveries (lab) and round kill points, more than make test
-	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) \
+	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) FURET_POWER_LOSS=1 \
 		$(BIN)/pytest -v -p no:cacheprovider tests/lab/test_galera_faults.py \
 		tests/integration/test_round_kill_points.py
 
