@@ -23,7 +23,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from migration.config import DbSettings, FuretConfig, RoundSettings
+from migration.config import CassandraSettings, DbSettings, FuretConfig, RoundSettings
 from migration.legacy.schema import init_legacy
 from migration.target.schema import init_target
 
@@ -174,6 +174,21 @@ def fresh(servers: dict[str, Server]) -> dict[str, Server]:
     with contextlib.closing(servers["legacy"].root()) as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL read_only = 0")
     return servers
+
+
+def fresh_prod_keyspace(cassandra_node: str) -> CassandraSettings:
+    """The test node's settings, its keyspace prod dropped and created again empty (RF 1)."""
+    from migration.cassandra_session import cassandra_session
+    from migration.target.cassandra_schema import init_cassandra
+
+    settings = CassandraSettings(hosts=(cassandra_node,))
+    cluster, session = cassandra_session(settings)
+    try:
+        session.execute("DROP KEYSPACE IF EXISTS prod", timeout=60)
+    finally:
+        cluster.shutdown()
+    init_cassandra(settings, "prod", "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    return settings
 
 
 CASSANDRA_ADDRESS = "127.0.0.22"  # test_cassandra_dist.py uses .21

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from migration.cassandra_session import cassandra_session
-from migration.config import CassandraSettings
 from migration.db import connection, query
 from migration.engine.cassandra_writer import CassandraWriter
 from migration.engine.round import RoundOptions, run_round
@@ -22,24 +21,16 @@ from migration.flows.mapping import load_flow
 from migration.legacy.freeze import freeze
 from migration.legacy.seed import seed
 from migration.legacy.traffic import TrafficReport, run_traffic
-from migration.target.cassandra_schema import init_cassandra
 
 from .compare import quarantined_keys
-from .conftest import APP_USER, PASSWORD, make_config
+from .conftest import APP_USER, PASSWORD, fresh_prod_keyspace, make_config
 
 pytestmark = pytest.mark.integration
 COLUMNS = ("uid", "product", "status", "premium_cents", "updated_ts")
 
 
 def test_rounds_into_cassandra_under_traffic(fresh: dict, cassandra_node: str) -> None:
-    settings = CassandraSettings(hosts=(cassandra_node,))
-    cluster, session = cassandra_session(settings)
-    try:
-        session.execute("DROP KEYSPACE IF EXISTS prod", timeout=60)
-    finally:
-        cluster.shutdown()
-    init_cassandra(settings, "prod",
-                   "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    settings = fresh_prod_keyspace(cassandra_node)
     legacy = fresh["legacy"].settings()
     seed(legacy, 2000)
     config = dataclasses.replace(make_config(fresh, overlap_ms=5000, safety_lag_ms=300),

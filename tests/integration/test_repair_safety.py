@@ -35,11 +35,10 @@ from migration.errors import FuretError
 from migration.flows.mapping import load_flow
 from migration.legacy.seed import seed
 from migration.progress import Silent
-from migration.target.cassandra_schema import init_cassandra
 from migration.verify.run import VerifyOptions, run_verify
 from tests.helpers import BIN, REPO
 
-from .conftest import furet_env, make_config
+from .conftest import fresh_prod_keyspace, furet_env, make_config
 
 pytestmark = pytest.mark.integration
 
@@ -235,13 +234,7 @@ def test_a_holder_killed_with_sigkill_does_not_keep_the_flow(fresh: dict) -> Non
 
 def _cassandra(fresh: dict, cassandra_node: str, quotes: int) -> tuple[FuretConfig,
                                                                        CassandraSettings]:
-    settings = CassandraSettings(hosts=(cassandra_node,))
-    cluster, session = cassandra_session(settings)
-    try:
-        session.execute("DROP KEYSPACE IF EXISTS prod", timeout=60)
-    finally:
-        cluster.shutdown()
-    init_cassandra(settings, "prod", "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    settings = fresh_prod_keyspace(cassandra_node)
     seed(fresh["legacy"].settings(), quotes)
     config = dataclasses.replace(make_config(fresh), cassandra=settings)
     assert run_round(config, RoundOptions("cassandra_prod")).status == "done"

@@ -25,13 +25,12 @@ from typing import Any
 import pytest
 import yaml
 
-from migration.config import CassandraSettings
 from migration.db import connect, query, server_now_ms
 from migration.engine.round import RoundOptions, run_round
 from migration.errors import FuretError
 from migration.progress import Silent
 
-from .conftest import Server, furet_env, make_config
+from .conftest import Server, fresh_prod_keyspace, furet_env, make_config
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -284,17 +283,9 @@ def test_a_session_that_lost_the_strict_mode_is_refused_before_a_write(
 
 def test_cassandra_writes_honour_the_configured_consistency(fresh: dict[str, Server],
                                                             cassandra_node: str) -> None:
-    from migration.cassandra_session import cassandra_session
     from migration.legacy.seed import seed
-    from migration.target.cassandra_schema import init_cassandra
 
-    base = CassandraSettings(hosts=(cassandra_node,))
-    cluster, session = cassandra_session(base)
-    try:
-        session.execute("DROP KEYSPACE IF EXISTS prod", timeout=60)
-    finally:
-        cluster.shutdown()
-    init_cassandra(base, "prod", "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    base = fresh_prod_keyspace(cassandra_node)
     seed(fresh["legacy"].settings(), 50)
     # one node: TWO replicas can never acknowledge
     settings = dataclasses.replace(base, write_consistency="TWO")  # type: ignore[call-arg]

@@ -15,20 +15,19 @@ from typing import Any
 import pytest
 
 from migration.cassandra_session import cassandra_session
-from migration.config import CassandraSettings, FuretConfig
+from migration.config import FuretConfig
 from migration.db import connection, query
 from migration.engine.round import RoundOptions, run_round
 from migration.flows.mapping import ColumnMap, load_flow
 from migration.legacy.seed import seed
 from migration.rowhash import UNTRANSFORMABLE, hash_texts, transformed_texts
-from migration.target.cassandra_schema import init_cassandra
 from migration.verify import mysql_checksum as mq
 from migration.verify.report import VerifyReport
 from migration.verify.run import VerifyOptions, run_verify
 from migration.verify.window import TimeWindow
 from tests.helpers import BIN, REPO
 
-from .conftest import furet_env, make_config
+from .conftest import fresh_prod_keyspace, furet_env, make_config
 
 pytestmark = pytest.mark.integration
 
@@ -261,13 +260,7 @@ def test_verify_galera_flows_find_exact_rows_and_repair(fresh: dict, tmp_path: P
 
 def test_verify_cassandra_flow_finds_exact_rows_and_repairs(fresh: dict,
                                                              cassandra_node: str) -> None:
-    settings = CassandraSettings(hosts=(cassandra_node,))
-    cluster, session = cassandra_session(settings)
-    try:
-        session.execute("DROP KEYSPACE IF EXISTS prod", timeout=60)
-    finally:
-        cluster.shutdown()
-    init_cassandra(settings, "prod", "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    settings = fresh_prod_keyspace(cassandra_node)
     legacy = fresh["legacy"].settings()
     seed(legacy, 2000)
     config = dataclasses.replace(make_config(fresh), cassandra=settings)

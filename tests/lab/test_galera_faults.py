@@ -81,6 +81,7 @@ def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
 
 
 def _pid(host: InventoryHost) -> str:
+    # pidof exits 1 when no mariadbd runs: that is the answer "", not an error
     return node_shell(host, "pidof mariadbd || true")
 
 
@@ -90,6 +91,7 @@ def _crash(host: InventoryHost) -> None:
     if not pid:
         return
     node_shell(host, f"kill -9 {pid}", warn=True)
+    # kill -0 fails once the process is gone, which is what we wait for
     _wait_for(lambda: node_shell(host, f"kill -0 {pid} 2>/dev/null && echo alive || true")
               == "", f"{host.name} (pid {pid}) to die", 30)
 
@@ -300,6 +302,7 @@ def test_rolling_restart_stops_naming_a_node_that_cannot_start(
         assert "stopped so that systemd does not restart it" in text, text
         restarts = node_shell(nodes[broken], "systemctl show -P NRestarts mariadb")
         time.sleep(8)  # longer than the unit's RestartSec
+        # is-active exits 3 for a stopped unit: the state is the answer, not an error
         assert node_shell(nodes[broken], "systemctl is-active mariadb || true") in (
             "inactive", "failed")
         assert node_shell(nodes[broken], "systemctl show -P NRestarts mariadb") == restarts
