@@ -93,7 +93,7 @@ def _step(path: Path, index: int, raw: Any, hook: bool) -> tuple[Step, str, str]
     if hook and bool(before) == bool(after):
         raise FuretError(f"{where}: a hook step says `before: <id>` or `after: <id>` "
                          "(exactly one)")
-    return Step(step_id, action, dict(args), downtime, hook), before, after
+    return Step(step_id, str(action), dict(args), downtime, hook), before, after
 
 
 def load_runbook(hooks: Path | None = None, shipped: Path = SHIPPED) -> Runbook:
