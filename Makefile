@@ -15,7 +15,7 @@ export PATH            := $(CURDIR)/$(BIN):$(PATH)
 export FURET_HOME      := $(CURDIR)
 
 .PHONY: help deps apt-deps venv cassandra-dist lab-image lab-up lab-down lab-status demo test \
-        lint unit bench soak lock clean
+        lint unit bench soak molecule lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -67,10 +67,10 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt
 
 SOAK_TRIALS      ?= 20
 SOAK_KILL_POINTS ?= 50
-soak: deps ## Long fault trials: Galera recoveries (lab) and round kill points, more than make test
-	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) \
+soak: deps ## Long trials: Galera recoveries and a power loss (lab), round kill points, molecule
+	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) FURET_POWER_LOSS=1 \
 		$(BIN)/pytest -v -p no:cacheprovider tests/lab/test_galera_faults.py \
-		tests/integration/test_round_kill_points.py
+		tests/integration/test_round_kill_points.py tests/lab/test_molecule_scenarios.py
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
 	@$(BIN)/ruff check migration tests bench fabfile.py roles/etl_runner/files
@@ -81,8 +81,11 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
 unit: venv ## Unit tests only (no lab, no servers)
 	@$(BIN)/pytest -q tests/unit
 
-test: deps lint ## Everything: lint, unit, Cassandra dist, lab smoke test
-	@$(BIN)/pytest -v --durations=15 tests
+test: deps lint ## Everything but molecule and the long trials: lint, unit, integration, lab
+	@$(BIN)/pytest -v --durations=15 -m "not molecule" tests
+
+molecule: deps ## The roles' molecule scenarios (create, converge, idempotence, verify, destroy)
+	@$(BIN)/pytest -v -p no:cacheprovider -m molecule tests/lab/test_molecule_scenarios.py
 
 lock: ## Re-pin the transitive Python dependencies (constraints.txt)
 	@$(BIN)/pip freeze --exclude-editable > constraints.txt

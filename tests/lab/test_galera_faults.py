@@ -10,7 +10,8 @@ systemd, and may come back half-way (joining a cluster that is gone, non-Primary
    recovery bootstraps, from the most advanced node. The seed is printed (FURET_SEED
    replays it).
 2. The recovery never guesses the other way: on a healthy cluster it changes nothing;
-   with one node out it restarts only that node.
+   with one node out it restarts only that node; after a power loss of the three hosts
+   (`make soak` only: FURET_POWER_LOSS=1), Galera's pc.recovery is left to do its job.
 3. A rolling restart under a continuous write load through HAProxy loses no acknowledged
    write; and when a node cannot start, the play stops naming it, HAProxy's state is what
    the message says, and the cluster keeps taking writes.
@@ -30,6 +31,7 @@ import pymysql
 import pytest
 
 from migration.inventory import InventoryHost
+from migration.lab.podman import Podman
 from tests.helpers import REPO, run_playbook
 from tests.lab.conftest import HAPROXY_SOCKET, ProvisionedLab
 from tests.lab.galera_client import ContinuousWriter, connect, node_shell, node_sql
@@ -211,6 +213,40 @@ def test_recovery_changes_nothing_on_a_healthy_cluster_and_rejoins_only_a_node_o
     figures(rejoin_seconds=round(rejoin_s, 1), node_out=out)
 
 
+@pytest.mark.skipif(os.environ.get("FURET_POWER_LOSS") != "1",
+                    reason="a power loss restarts the three Galera containers (a few minutes): "
+                           "`make soak` runs it (FURET_POWER_LOSS=1)")
+def test_after_a_power_loss_the_recovery_leaves_pc_recovery_alone(
+        galera_healthy: ProvisionedLab, nodes: dict[str, InventoryHost], seed: int,
+        figures) -> None:
+    galera = [nodes[n] for n in GALERA]
+    acked = _write(random.Random(seed), galera, "power", 50)
+    config = galera_healthy.config
+    podman = Podman(config.containers_conf)
+    names = [config.container_name(h) for h in galera]
+    # SIGKILL to each container's systemd: no shutdown, like pulling the plug on all three.
+    podman.run("kill", "--signal", "KILL", *names)
+    podman.run("start", *names)
+    started = time.monotonic()
+    _wait_for(lambda: all(_answers(h) for h in galera), "SSH on the restarted hosts", 120)
+    run = run_playbook("galera_recover.yml")
+    assert run.returncode == 0, run.output[-6000:]
+    report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
+    assert report["mode"] == "nothing", f"seed {seed}: {report}"
+    for host in galera:
+        assert _wsrep(host)["WSREP_LOCAL_STATE_COMMENT"] == "Synced"
+        assert _present(host, acked) == set(acked), f"{host.name} lost acknowledged rows"
+    figures(back_after_seconds=round(time.monotonic() - started, 1),
+            found={row["host"]: row["found"] for row in report["nodes"]})
+
+
+def _answers(host: InventoryHost) -> bool:
+    try:
+        return node_shell(host, "echo up", warn=True) == "up"
+    except Exception:  # noqa: BLE001  # the host is still booting: any connection error
+        return False
+
+
 def _haproxy_status(etl: InventoryHost, server: str) -> str:
     stat = node_shell(etl, f"echo 'show stat' | socat stdio {HAPROXY_SOCKET}")
     return next(f[17] for f in (line.split(",") for line in stat.splitlines())
@@ -260,6 +296,13 @@ def test_rolling_restart_stops_naming_a_node_that_cannot_start(
         assert message, run.output[-4000:]
         text = message.group(1)
         assert "failed to start" in text and "furet-test-no-such-option" in text, text
+        # stopped, not restarted by systemd in a loop (each attempt would take an SST)
+        assert "stopped so that systemd does not restart it" in text, text
+        restarts = node_shell(nodes[broken], "systemctl show -P NRestarts mariadb")
+        time.sleep(8)  # longer than the unit's RestartSec
+        assert node_shell(nodes[broken], "systemctl is-active mariadb || true") in (
+            "inactive", "failed")
+        assert node_shell(nodes[broken], "systemctl show -P NRestarts mariadb") == restarts
         said = re.search(r"HAProxy etl1: (\S+)", text)
         assert said, text
         assert _haproxy_status(etl, broken) == said.group(1) == "DOWN", text

@@ -1,5 +1,9 @@
 """Every molecule scenario runs in full: create, converge, idempotence, verify, destroy.
 
+`make molecule` (and `make soak`) runs them, not `make test`: 16 minutes on the build
+machine, for what the lab tests already prove on the whole platform (site.yml converges,
+then a second run changes nothing; each role's operations on real hosts).
+
 Each scenario lives in molecule/<name>/ with its own podman network, and uses the lab
 base image (localhost/furet-lab-base:latest), built here if needed.
 """
@@ -22,6 +26,7 @@ def lab_image() -> None:
     assert built.returncode == 0, built.stdout + built.stderr
 
 
+@pytest.mark.molecule
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(lab_image: None, scenario: str) -> None:
     started = time.monotonic()
