@@ -109,6 +109,19 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
            started_at DATETIME(3) NOT NULL DEFAULT NOW(3),
            heartbeat_at DATETIME(3) NOT NULL DEFAULT NOW(3),
            PRIMARY KEY (flow))""")),
+    # the cutover's journal (migration.cutover): one run per `fab cutover run`, one row per
+    # step of it, so `resume` continues after a kill and `status` shows where it stands
+    (5, ("""CREATE TABLE IF NOT EXISTS furet.cutover_runs (
+           run_id INT NOT NULL AUTO_INCREMENT, runbook_sha CHAR(64) NOT NULL,
+           status VARCHAR(12) NOT NULL, who VARCHAR(255) NOT NULL,
+           started_at DATETIME(3) NOT NULL DEFAULT NOW(3), finished_at DATETIME(3) NULL,
+           PRIMARY KEY (run_id))""",
+         """CREATE TABLE IF NOT EXISTS furet.cutover_steps (
+           run_id INT NOT NULL, seq INT NOT NULL, step_id VARCHAR(64) NOT NULL,
+           status VARCHAR(12) NOT NULL, attempts INT NOT NULL DEFAULT 1,
+           host VARCHAR(255) NOT NULL, who VARCHAR(255) NOT NULL, detail TEXT NULL,
+           started_at DATETIME(3) NOT NULL DEFAULT NOW(3), finished_at DATETIME(3) NULL,
+           PRIMARY KEY (run_id, step_id), KEY (run_id, seq))""")),
 )
 LEDGER_VERSION = UPGRADES[-1][0]
 LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine")
@@ -502,3 +515,68 @@ def record_quarantine(conn: pymysql.connections.Connection, flow: str, round_no:
     with conn.cursor() as cur:
         for statement in quarantine_statements(flow, round_no, rows):
             cur.execute(statement)
+
+
+# -- the cutover's journal (migration/cutover) ---------------------------------------------
+
+@dataclass(frozen=True)
+class CutoverStep:
+    step_id: str
+    seq: int
+    status: str       # started, ok, failed
+    attempts: int
+    host: str
+    who: str
+    detail: str
+
+
+def cutover_open_run(conn: pymysql.connections.Connection) -> tuple[int, str] | None:
+    """The unfinished run (run_id, runbook_sha), if any: `resume` continues it."""
+    rows = query(conn, "SELECT run_id, runbook_sha FROM furet.cutover_runs WHERE status = "
+                       "'running' ORDER BY run_id DESC LIMIT 1")
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def cutover_start_run(conn: pymysql.connections.Connection, runbook_sha: str, who: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO furet.cutover_runs (runbook_sha, status, who) "
+                    "VALUES (%s, 'running', %s)", (runbook_sha, who))
+        run_id = int(cur.lastrowid)
+    conn.commit()
+    return run_id
+
+
+def cutover_finish_run(conn: pymysql.connections.Connection, run_id: int, status: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("UPDATE furet.cutover_runs SET status = %s, finished_at = NOW(3) "
+                    "WHERE run_id = %s", (status, run_id))
+    conn.commit()
+
+
+def cutover_steps(conn: pymysql.connections.Connection, run_id: int) -> list[CutoverStep]:
+    rows = query(conn, "SELECT step_id, seq, status, attempts, host, who, COALESCE(detail, '') "
+                       "FROM furet.cutover_steps WHERE run_id = %s ORDER BY seq", (run_id,))
+    return [CutoverStep(str(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]),
+                        str(r[6])) for r in rows]
+
+
+def cutover_step_started(conn: pymysql.connections.Connection, run_id: int, seq: int,
+                         step_id: str, host: str, who: str) -> None:
+    """Journal a step's start; a step started again (after a kill) counts one more attempt
+    on its one row: every step appears once in the journal."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO furet.cutover_steps (run_id, seq, step_id, status, host, who) "
+                    "VALUES (%s, %s, %s, 'started', %s, %s) ON DUPLICATE KEY UPDATE "
+                    "status = 'started', attempts = attempts + 1, host = VALUES(host), "
+                    "who = VALUES(who), started_at = NOW(3), finished_at = NULL",
+                    (run_id, seq, step_id, host, who))
+    conn.commit()
+
+
+def cutover_step_finished(conn: pymysql.connections.Connection, run_id: int, step_id: str,
+                          status: str, detail: str = "") -> None:
+    with conn.cursor() as cur:
+        cur.execute("UPDATE furet.cutover_steps SET status = %s, detail = %s, "
+                    "finished_at = NOW(3) WHERE run_id = %s AND step_id = %s",
+                    (status, detail, run_id, step_id))
+    conn.commit()

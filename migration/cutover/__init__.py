@@ -1,0 +1,1 @@
+"""The cutover runbook: backups first, freeze, final rounds, verify gate, switch, roll back."""

@@ -1,0 +1,29 @@
+"""The cutover's journal in the ledger (schema 5), on a real MariaDB target."""
+
+from __future__ import annotations
+
+import contextlib
+
+from migration.db import connect
+from migration.engine import ledger
+
+
+def test_a_step_started_again_after_a_kill_stays_one_row_with_its_attempts(fresh) -> None:
+    settings = fresh["target"].settings()
+    with contextlib.closing(connect(settings, autocommit=False, strict=True)) as conn:
+        assert ledger.ensure_ledger(conn) == 0 and ledger.schema_version(conn) == 5
+        assert ledger.cutover_open_run(conn) is None
+        run_id = ledger.cutover_start_run(conn, "a" * 64, "ops@ctl")
+        ledger.cutover_step_started(conn, run_id, 1, "preflight", "ctl", "ops@ctl")
+        ledger.cutover_step_finished(conn, run_id, "preflight", "ok", "3 checks")
+        ledger.cutover_step_started(conn, run_id, 2, "freeze", "legacy1", "ops@ctl")
+        # killed here; `resume` finds the run and starts the step again
+        assert ledger.cutover_open_run(conn) == (run_id, "a" * 64)
+        ledger.cutover_step_started(conn, run_id, 2, "freeze", "legacy1", "ops@ctl")
+        ledger.cutover_step_finished(conn, run_id, "freeze", "ok")
+        steps = ledger.cutover_steps(conn, run_id)
+        assert [(s.step_id, s.status, s.attempts) for s in steps] == [
+            ("preflight", "ok", 1), ("freeze", "ok", 2)]
+        assert steps[0].detail == "3 checks"
+        ledger.cutover_finish_run(conn, run_id, "done")
+        assert ledger.cutover_open_run(conn) is None

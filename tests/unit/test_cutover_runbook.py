@@ -1,0 +1,83 @@
+"""migration/cutover/runbook.py: the shipped runbook and the user's hook steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migration.cutover.runbook import load_runbook
+from migration.errors import FuretError
+
+
+def test_the_shipped_runbook_freezes_verifies_then_switches() -> None:
+    runbook = load_runbook()
+    ids = [s.id for s in runbook.steps]
+    assert ids == ["preflight", "catch-up", "freeze", "final-rounds", "verify-gate", "switch",
+                   "reverse-rounds"]
+    assert [s.id for s in runbook.frozen] == ["freeze", "final-rounds", "verify-gate", "switch"]
+
+
+def test_hooks_go_before_or_after_a_step_and_inside_the_freeze_when_placed_there(
+        tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks.yml"
+    hooks.write_text("""steps:
+  - id: stop-cron
+    before: freeze
+    action: command
+    args: {hosts: app, run: systemctl stop cron}
+  - id: notify
+    after: final-rounds
+    action: command
+    args: {hosts: local, run: echo final rounds done}
+  - id: start-cron
+    after: switch
+    action: command
+    args: {hosts: app, run: systemctl start cron}
+""")
+    runbook = load_runbook(hooks)
+    ids = [s.id for s in runbook.steps]
+    assert ids == ["preflight", "catch-up", "stop-cron", "freeze", "final-rounds", "notify",
+                   "verify-gate", "switch", "start-cron", "reverse-rounds"]
+    assert runbook.step("notify").downtime == "inside" and runbook.step("notify").hook
+    assert runbook.step("stop-cron").downtime == "" == runbook.step("start-cron").downtime
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("steps:\n  - {id: x, action: command, args: {hosts: local, run: 'true'}}\n",
+     "step x: a hook step says `before: <id>` or `after: <id>` (exactly one)"),
+    ("steps:\n  - {id: x, after: nowhere, action: command, args: {hosts: local, run: 'true'}}\n",
+     "step x: no step 'nowhere' to go after (steps: preflight, catch-up,"),
+    ("steps:\n  - {id: freeze, after: switch, action: command, args: {hosts: a, run: b}}\n",
+     "step freeze: the id is already taken"),
+    ("steps:\n  - {id: x, after: switch, action: switch_endpoint}\n",
+     "step x: action 'switch_endpoint' is not one of command"),
+    ("steps:\n  - {id: x, after: switch, action: command, args: {run: b}}\n",
+     "step x: a command needs args `run:` (the shell command) and `hosts:`"),
+    ("steps:\n  - {id: x, after: switch, action: command, args: {hosts: a, run: b}, when: 1}\n",
+     "step x: unknown key(s) when; a step has action, after, args, before, downtime, id"),
+    ("steps:\n  - {id: x, after: switch, action: command, args: {hosts: a, run: b},"
+     " downtime: start}\n",
+     "the write freeze needs one step with downtime: start before one with downtime: end"),
+    ("steps: nope\n", "expected a mapping with a list `steps:`"),
+    ("steps: [\n", "not YAML"),
+])
+def test_a_bad_hook_file_is_one_line_naming_the_file_and_step(tmp_path: Path, text: str,
+                                                               message: str) -> None:
+    hooks = tmp_path / "hooks.yml"
+    hooks.write_text(text)
+    with pytest.raises(FuretError) as caught:
+        load_runbook(hooks)
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith(f"runbook {hooks}") and message in line
+
+
+def test_a_runbook_that_would_switch_before_verifying_is_refused(tmp_path: Path) -> None:
+    shipped = tmp_path / "runbook.yml"
+    shipped.write_text("""steps:
+  - {id: freeze, action: freeze, downtime: start}
+  - {id: switch, action: switch_endpoint, downtime: end}
+  - {id: verify, action: verify_gate}
+""")
+    with pytest.raises(FuretError, match="the endpoint switch must come after a verify_gate"):
+        load_runbook(shipped=shipped)
