@@ -50,9 +50,11 @@ lab-status: ## One line per lab host
 	@$(BIN)/furet lab status
 
 DEMO_QUOTES ?= 20000
-demo: lab-up ## The main job on the lab: provision every host, then a migration rehearsal
+demo: lab-up ## The main job on the lab: provision every host, a migration rehearsal, the cutover
 	@$(BIN)/ansible-playbook playbooks/site.yml
 	@$(BIN)/fab rehearsal --quotes $(DEMO_QUOTES)
+	@$(BIN)/fab unfreeze
+	@$(BIN)/fab cutover run
 	@$(BIN)/furet hosts
 
 BENCH_QUOTES ?= 1000000

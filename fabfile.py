@@ -83,3 +83,32 @@ def rehearsal(c: Context, quotes: str = "20000", rounds: str = "3", rate: str = 
             fabric_tasks.patterns_for(c, on), steps)
     for line in report.lines():
         print(line, file=sys.stderr, flush=True)
+
+
+CUTOVER_ACTIONS = ("plan", "run", "resume", "abort", "rollback", "status")
+
+
+@task(positional=["action"], help={
+    "action": f"One of {', '.join(CUTOVER_ACTIONS)}.",
+    "max_downtime": "Seconds the write freeze may last; beyond, unfreeze and stop before "
+                    "the switch (default 120).",
+    "hooks": "Your own hook steps (YAML), placed before/after the runbook's steps.",
+    "flows": "Flows of the rounds, comma separated (default runtime,cassandra_prod,rt_bo).",
+    "verify_flows": "Flows the verify gate checks (default runtime,cassandra_prod).",
+    "reverse_flows": "Flows copied back to the legacy after the switch (default runtime).",
+    "inventory": _COMMON_HELP["inventory"]})
+def cutover(c: Context, action: str, max_downtime: str = "120", hooks: str | None = None,
+            flows: str | None = None, verify_flows: str | None = None,
+            reverse_flows: str | None = None, inventory: str | None = None) -> None:
+    """The cutover runbook (migration/cutover): plan (dry-run), run, resume, abort,
+    rollback, status."""
+    from migration.cutover import operator
+
+    with fabric_tasks.guarded(f"cutover {action}"):  # one line, never a traceback
+        code = operator.main(
+            action, fabric_tasks.resolve_inventory(inventory, os.environ,
+                                                   fabric_tasks.identity(c)),
+            max_downtime=max_downtime, hooks=hooks, flows=flows, verify_flows=verify_flows,
+            reverse_flows=reverse_flows)
+    if code:
+        raise Exit(code=code)

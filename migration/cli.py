@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -210,6 +211,129 @@ def _print_round(summary: RoundSummary) -> None:
          f"{summary.rows_quarantined} quarantined")
 
 
+@cli.group("cutover")
+def cutover_group() -> None:
+    """The cutover's journal and steps on the ETL host (run by `fab cutover`, which is what
+    operators use; these print one JSON document)."""
+
+
+def _json_arg(value: str, what: str) -> dict[str, object]:
+    try:
+        data = json.loads(value or "{}")
+    except json.JSONDecodeError:
+        raise FuretError(f"cutover: {what} is not JSON") from None
+    if not isinstance(data, dict):
+        raise FuretError(f"cutover: {what} must be a JSON object")
+    return data
+
+
+@cutover_group.command("step")
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--seq", type=int, required=True)
+@click.option("--step", "step_id", required=True)
+@click.option("--action", required=True)
+@click.option("--args", "args_json", default="{}", help="The step's args (JSON object).")
+@click.option("--who", required=True)
+@click.pass_context
+def cutover_step(ctx: click.Context, run_id: int, seq: int, step_id: str, action: str,
+                 args_json: str, who: str) -> None:
+    """Run one step of a cutover run here, journaled (start, then ok or failed)."""
+    from migration.cutover.journal import run_step
+
+    result = run_step(_config(ctx), run_id, seq, step_id, action,
+                      _json_arg(args_json, "--args"), who)
+    click.echo(json.dumps(result, sort_keys=True, default=str))
+
+
+@cutover_group.command("check")
+@click.option("--action", required=True)
+@click.option("--args", "args_json", default="{}", help="The step's args (JSON object).")
+@click.pass_context
+def cutover_check(ctx: click.Context, action: str, args_json: str) -> None:
+    """A step's preconditions, evaluated here; changes nothing (`fab cutover plan`)."""
+    from migration.cutover.actions import check
+
+    click.echo(json.dumps(check(_config(ctx), action, _json_arg(args_json, "--args")),
+                          sort_keys=True, default=str))
+
+
+@cutover_group.group("journal")
+def cutover_journal() -> None:
+    """The journal in the ledger: open, show, mark and close runs and steps."""
+
+
+@cutover_journal.command("open")
+@click.option("--kind", type=click.Choice(["cutover", "rollback"]), required=True)
+@click.option("--runbook-sha", required=True)
+@click.option("--who", required=True)
+@click.option("--options", "options_json", default="{}")
+@click.pass_context
+def cutover_journal_open(ctx: click.Context, kind: str, runbook_sha: str, who: str,
+                         options_json: str) -> None:
+    from migration.cutover.journal import open_run
+
+    click.echo(json.dumps(open_run(_config(ctx), kind, runbook_sha, who,
+                                   _json_arg(options_json, "--options"))))
+
+
+@cutover_journal.command("show")
+@click.option("--run", "run_id", type=int, default=None)
+@click.option("--kind", type=click.Choice(["cutover", "rollback"]), default=None)
+@click.pass_context
+def cutover_journal_show(ctx: click.Context, run_id: int | None, kind: str | None) -> None:
+    from migration.cutover.journal import show
+
+    click.echo(json.dumps(show(_config(ctx), run_id, kind)))
+
+
+@cutover_journal.command("mark")
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--seq", type=int, required=True)
+@click.option("--step", "step_id", required=True)
+@click.option("--status", type=click.Choice(["started", "ok", "failed", "skipped"]),
+              required=True)
+@click.option("--who", required=True)
+@click.option("--host", required=True)
+@click.option("--detail", default="")
+@click.pass_context
+def cutover_journal_mark(ctx: click.Context, run_id: int, seq: int, step_id: str, status: str,
+                         who: str, host: str, detail: str) -> None:
+    from migration.cutover.journal import mark_step
+
+    mark_step(_config(ctx), run_id, seq, step_id, status, who, host, detail)
+    click.echo(json.dumps({"run": run_id, "step": step_id, "status": status}))
+
+
+@cutover_journal.command("close")
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--status", type=click.Choice(["done", "aborted", "failed"]), required=True)
+@click.option("--detail", default="")
+@click.pass_context
+def cutover_journal_close(ctx: click.Context, run_id: int, status: str, detail: str) -> None:
+    from migration.cutover.journal import close_run
+
+    close_run(_config(ctx), run_id, status, detail)
+    click.echo(json.dumps({"run": run_id, "status": status}))
+
+
+@cutover_group.command("report")
+@click.option("--run", "run_id", type=int, default=None,
+              help="A cutover run, or the rollback run after it (default: the latest cutover).")
+@click.option("--acked", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="The log of `furet legacy traffic --acked`: the downtime as "
+                                 "the application saw it.")
+@click.option("--to", "directory", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="The directory of the JSON and HTML files (created).")
+@click.pass_context
+def cutover_report(ctx: click.Context, run_id: int | None, acked: Path | None,
+                   directory: Path) -> None:
+    """The report of a cutover run and its rollback: one JSON and one HTML file."""
+    from migration.cutover.report import report_files
+
+    json_path, html_path = report_files(_config(ctx), run_id, acked, directory)
+    click.echo(json.dumps({"json": str(json_path), "html": str(html_path)}))
+
+
 @cli.group()
 def legacy() -> None:
     """The legacy MySQL side: schemas, seed data, web-app-like traffic, freeze, version
@@ -265,21 +389,66 @@ def legacy_seed(ctx: click.Context, quotes: int, seed_value: int, dirt_per_thous
 @click.option("--late-share", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of transactions committed after later-stamped ones.")
 @click.option("--seed", "seed_value", type=int, default=None)
+@click.option("--through-cutover", is_flag=True,
+              help="Keep writing through a freeze and an endpoint switch: a refused, cut or "
+                   "read-only connection is retried on a new one (until --duration or SIGTERM).")
+@click.option("--acked", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append every acknowledged write to this file (JSON lines), for "
+                   "`furet legacy traffic-check`.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def legacy_traffic(ctx: click.Context, rate: float, duration: float, late_share: float,
-                   seed_value: int | None, as_json: bool) -> None:
-    """Insert and update rows like the web app (stops when the legacy turns read-only)."""
+                   seed_value: int | None, through_cutover: bool, acked: Path | None,
+                   as_json: bool) -> None:
+    """Insert and update rows like the web app (stops when the legacy turns read-only,
+    unless --through-cutover; SIGTERM stops it cleanly)."""
+    import signal
+    import threading
+
     from migration.legacy.traffic import run_traffic
 
     config = _config(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     report = run_traffic(config.legacy_app, rate, duration, seed=seed_value,
-                         late_share=late_share)
+                         late_share=late_share, stop=stop, through_cutover=through_cutover,
+                         acked=acked)
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(report)))
         return
     _say(f"{config.legacy.where}: {report.operations} transactions in {report.seconds:.1f}s, "
          f"{report.late_commits} late commits, stopped by {report.stopped_by}")
+    if through_cutover:
+        servers = ", ".join(f"{k} {v}" for k, v in sorted(report.by_server.items()))
+        _say(f"acknowledged {report.committed} ({servers}), {report.errors} failed attempts, "
+             f"longest time without a write {report.longest_gap_s:.1f}s")
+
+
+@legacy.command("traffic-check")
+@click.option("--acked", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The log written by `furet legacy traffic --acked`.")
+@click.option("--on", "side", type=click.Choice(["legacy", "target"]), default="legacy",
+              show_default=True,
+              help="Check against the legacy server as the web app reaches it, or the target.")
+@click.pass_context
+def legacy_traffic_check(ctx: click.Context, acked: Path, side: str) -> None:
+    """Every write the web app got acknowledged is there (that version or a later one)."""
+    from migration.legacy.traffic import check_acked
+
+    config = _config(ctx)
+    settings = config.legacy_app if side == "legacy" else config.target
+    result = check_acked(settings, acked)
+    for what in result.missing[:20]:
+        _say(f"missing: {what}")
+    if result.missing:
+        raise FuretError(f"{settings.where}: {len(result.missing)} of {result.checked} "
+                         "acknowledged writes are missing")
+    if result.quarantined:
+        _say(f"{settings.where}: {result.checked - result.quarantined} of {result.checked} "
+             "acknowledged writes are there; the other "
+             f"{result.quarantined} went to rows furet quarantined (see furet status)")
+    else:
+        _say(f"{settings.where}: all {result.checked} acknowledged writes are there")
 
 
 @contract.click_command(legacy, "freeze")
@@ -430,8 +599,8 @@ def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None,
 def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers: int | None,
               chunk_rows: int | None, batch_rows: int | None, overlap_ms: int | None,
               safety_lag_ms: int | None, max_rows_per_second: int | None,
-              max_quarantined: int | None, literals: str, as_json: bool,
-              no_progress: bool) -> None:
+              max_quarantined: int | None, literals: str, reverse: bool, assume_frozen: bool,
+              as_json: bool, no_progress: bool) -> None:
     """Run (or resume) the next round of a flow."""
     from migration.engine.ledger import RoundRow
     from migration.engine.round import RoundOptions, run_round
@@ -442,7 +611,7 @@ def round_cmd(ctx: click.Context, flow: str, final: bool, strategy: str, workers
                            "safety_lag_ms": safety_lag_ms,
                            "max_rows_per_second": max_rows_per_second})
     options = RoundOptions(flow, Strategy(strategy), final, max_quarantined,
-                           LiteralsPath(literals))
+                           LiteralsPath(literals), reverse, assume_frozen)
 
     def started(round_row: RoundRow, resumed: bool) -> None:
         if not as_json:
@@ -500,7 +669,8 @@ def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: st
                until: str | None, sample: float, seed: int | None, workers: int | None,
                chunk_time: float, max_rows_per_second: int, max_load: int, consistency: str,
                repair: bool, delete_extra: bool, overwrite_newer: bool, max_report_rows: int,
-               report_dir: str | None, as_json: bool, no_progress: bool) -> None:
+               report_dir: str | None, as_json: bool, no_progress: bool,
+               reverse: bool) -> None:
     """Compare a flow's source and target by chunk checksums; list, and repair, the rows
     that differ. Exit 0 when they agree, 1 when they differ, 2 on errors."""
     from migration.enums import Consistency
@@ -514,7 +684,7 @@ def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: st
         max_rows_per_second=max_rows_per_second, max_load=max_load,
         consistency=Consistency(consistency),
         repair=repair, delete_extra=delete_extra, overwrite_newer=overwrite_newer,
-        max_report_rows=max_report_rows)
+        max_report_rows=max_report_rows, reverse=reverse)
     with reporter(err_console, f"verify {flow}", not no_progress) as progress:
         report = run_verify(config, options, progress)
     if report_dir:
@@ -527,6 +697,122 @@ def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: st
         print_report(console, report)
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+@cli.group("endpoint")
+def endpoint_group() -> None:
+    """The application's database endpoint: HAProxy on the app_endpoint host, sending new
+    connections to the legacy master, to Galera, or nowhere."""
+
+
+@contract.click_command(endpoint_group, "endpoint_status")
+def endpoint_status_cmd(socket_path: str, map_path: str, as_json: bool) -> None:
+    """Where the endpoint sends new connections, per its map file and its memory."""
+    from migration import endpoint
+
+    report = endpoint.status(endpoint.RuntimeApi(endpoint.UnixSocket(socket_path)), map_path)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))  # plain: valid JSON in a pipe
+    else:
+        table = Table("backend", "server", "status", "sessions", "last check",
+                      title=report.where)
+        for backend in report.backends:
+            active = backend.name == report.active
+            table.add_row(styled(backend.name + (" (active)" if active else ""),
+                                 "bold green" if active else ""),
+                          "", backend.status, str(backend.scur), "")
+            for server in backend.servers:
+                table.add_row("", server.name + (" (backup)" if server.backup else ""),
+                              styled(server.status, "green" if server.usable else "red"),
+                              str(server.scur), server.check)
+        console.print(table)
+        for name in report.missing:
+            _say_line(f"{report.where}: haproxy.cfg has no backend {name}")
+        if report.agree:
+            _say_line(report.verdict())
+    if not report.agree:
+        raise FuretError(report.verdict())
+
+
+@contract.click_command(endpoint_group, "endpoint_switch")
+def endpoint_switch_cmd(to: str, dry_run: bool, timeout: float, socket_path: str,
+                        map_path: str, as_json: bool) -> None:
+    """Send the endpoint's new connections to another side and cut the old side's
+    sessions."""
+    from migration import endpoint
+    from migration.enums import EndpointSide
+
+    result = endpoint.switch(endpoint.RuntimeApi(endpoint.UnixSocket(socket_path)), map_path,
+                             EndpointSide(to.lower()), dry_run=dry_run, timeout=timeout,
+                             on_action=None if as_json else _say_line)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+
+
+def _say_line(text: str) -> None:
+    """``furet <text>``, one line however long (a path is never wrapped)."""
+    console.print(line(("furet", "bold cyan"), " ", text), highlight=False, soft_wrap=True)
+
+
+@cli.group()
+def backup() -> None:
+    """Backups whose restore is proven by furet's chunk checksums."""
+
+
+@contract.click_command(backup, "backup_legacy")
+@click.pass_context
+def backup_legacy_cmd(ctx: click.Context, to: str, databases: tuple[str, ...]) -> None:
+    """Back up the legacy master with its checksums at the dump's point."""
+    from migration.backup.legacy import DEFAULT_DATABASES, backup_legacy
+
+    result = backup_legacy(_config(ctx), to, databases or DEFAULT_DATABASES)
+    console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
+                  soft_wrap=True)  # one line, however long
+
+
+@contract.click_command(backup, "backup_galera")
+@click.pass_context
+def backup_galera_cmd(ctx: click.Context, to: str, stream_command: str,
+                      databases: tuple[str, ...], source_host: str | None,
+                      source_port: int | None, lock_wait: float, workdir: str | None) -> None:
+    """Back up a Galera node (mariadb-backup stream) with its checksums, locks held."""
+    from migration.backup.galera import DEFAULT_DATABASES, backup_galera
+
+    result = backup_galera(_config(ctx), to, stream_command, databases or DEFAULT_DATABASES,
+                           source_host=source_host, source_port=source_port,
+                           lock_wait_s=lock_wait, workdir=workdir)
+    console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
+                  soft_wrap=True)  # one line, however long
+
+
+@contract.click_command(backup, "backup_cassandra")
+@click.pass_context
+def backup_cassandra_cmd(ctx: click.Context, to: str, nodes: tuple[str, ...],
+                         flows: tuple[str, ...], splits: int, lock_wait: float) -> None:
+    """Back up the Cassandra ring (snapshots streamed per node) with its checksums, locks
+    held."""
+    from migration.backup.cassandra import backup_cassandra
+
+    result = backup_cassandra(_config(ctx), to, nodes, flows=flows, splits=splits,
+                              lock_wait_s=lock_wait)
+    for left in result.leftovers:
+        _say_line(f"warning: {left}")
+    console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
+                  soft_wrap=True)  # one line, however long
+
+
+@contract.click_command(backup, "backup_restore_test")
+def backup_restore_test_cmd(directory: str, workdir: str | None,
+                            cassandra_dist: str | None) -> None:
+    """Restore a backup (legacy dump or Galera archive) into a scratch server and compare it
+    with its checksums."""
+    from migration.backup.restore import restore_test
+
+    result = restore_test(directory, workdir=workdir, cassandra_dist=cassandra_dist)
+    if not result.passed:
+        raise FuretError(result.line)
+    console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
+                  soft_wrap=True)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ help, and the checks that couple them. Everything else is derived from this tabl
 - the remote argv, validated and typed (:func:`argv`, also the ``furet_argv`` filter of
   ``playbooks/verify_gate.yml``).
 
-``furet flow check FLOW`` (a positional argument) is described the same way in
+``furet flow check FLOW`` (a positional argument) and ``furet endpoint status|switch`` (run
+on the app_endpoint host, beside HAProxy's admin socket) are described the same way in
 :data:`LOCAL_COMMANDS`: click options only, no Fabric task.
 
 Invariant: an option exists in one place, :data:`COMMANDS` (or :data:`GLOBAL` for the
@@ -29,7 +30,8 @@ from typing import Any
 
 import click
 
-from migration.enums import Consistency, LiteralsPath, Strategy
+from migration import endpoint
+from migration.enums import Consistency, EndpointSide, LiteralsPath, Strategy
 from migration.errors import FuretError
 from migration.flows.locate import SHIPPED_DIR, flow_names
 
@@ -279,6 +281,8 @@ FLOW_HELP = (f"Flow name, shipped ({', '.join(known_flows())}: migration/flows/*
              "deployed in flows.dir (the inventory's flows/ on the ETL hosts), or a YAML path.")
 JSON = Option("--json", FLAG, "Print the result as JSON.", dest_name="as_json")
 NO_PROGRESS = Option("--no-progress", FLAG, "No progress output.")
+REVERSE = Option("--reverse", FLAG, "The flow reversed (F.reverse): target -> legacy, the "
+                 "application's writes after the switch (MariaDB-to-MariaDB flows).")
 
 # The `furet` group's options: they come before the command word (`furet --target-host H
 # round ...`). --config is the remote host's file, which fab takes from the inventory.
@@ -314,7 +318,13 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
                 Option("--literals", CHOICE, "auto: MariaDB targets get row literals built by the "
                        "source server where the mapping allows; python: every row through Python.",
                        default=LiteralsPath.AUTO, choices=LiteralsPath),
-                JSON, NO_PROGRESS)),
+                REVERSE,
+                Option("--assume-frozen", FLAG, "With --reverse --final: the application no "
+                       "longer reaches the target (the rollback switched its endpoint away, "
+                       "which furet cannot see)."),
+                JSON, NO_PROGRESS),
+            checks=(Needs("--reverse", ("--assume-frozen",)),
+                    Needs("--final", ("--assume-frozen",)))),
     Command("status", ("status",),
             "The rounds of every flow recorded in the target's furet ledger, and the "
             "quarantine.", options=(
@@ -361,6 +371,7 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
                        "Diff rows listed per table in the reports (counts stay exact).",
                        default=1000, minimum=0),
                 Option("--json", FLAG, "Print the report as JSON.", dest_name="as_json"),
+                REVERSE,
             ),
             checks=(Needs("--repair", ("--delete-extra", "--overwrite-newer")),),
             fab_options=(Option("--reports", help="Local directory for the fetched reports.",
@@ -411,12 +422,108 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
 )}
 
 # Commands run where the operator works, with a positional argument (``furet flow check
-# FLOW``): described like COMMANDS, click options only, no Fabric task and no remote argv.
+# FLOW``), or on the host they act on (``furet endpoint``: the app_endpoint host, where
+# HAProxy's admin socket is): described like COMMANDS, click options only, no Fabric task
+# and no remote argv.
+ENDPOINT_SOCKET = Option("--socket", help=f"HAProxy's admin socket, level admin (env "
+                                          f"{endpoint.SOCKET_ENV}).",
+                         default=endpoint.DEFAULT_SOCKET, envvar=endpoint.SOCKET_ENV,
+                         metavar="PATH", dest_name="socket_path")
+ENDPOINT_MAP = Option("--map", help="The map file of haproxy.cfg's use_backend, as written "
+                                    f"there (env {endpoint.MAP_ENV}).",
+                      default=endpoint.DEFAULT_MAP, envvar=endpoint.MAP_ENV, metavar="FILE",
+                      dest_name="map_path")
+# `furet backup legacy|galera|cassandra`'s shared options.
+BACKUP_TO = Option("--to", help="The backup's directory (new or empty).", required=True,
+                   metavar="DIR")
+LOCK_WAIT = Option("--lock-wait", FLOAT, "Seconds to wait for running rounds to release their "
+                   "flow locks before refusing.", default=300.0, minimum=0)
 LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
     Command("flow_check", ("flow", "check"),
             "Check FLOW (a flow name, as --flow takes it, or a YAML path) against the live "
             "source and target schemas: one line per table; exit 2 if a table does not fit.",
             arguments=(Argument("flow", "FLOW"),)),
+    Command("backup_legacy", ("backup", "legacy"),
+            "Back up the legacy master: a consistent dump (mariadb-dump --single-transaction "
+            "--master-data=2, zstd) and furet's chunk checksums taken at the same point, into "
+            "DIR with a manifest of sha256. Refused when a table is not InnoDB.",
+            options=(
+                BACKUP_TO,
+                Option("--database", help="A database to back up (repeatable; default: "
+                       "lf_runtime and lf_bo).", multiple=True, dest_name="databases"))),
+    Command("backup_galera", ("backup", "galera"),
+            "Back up a Galera node, run on the backup host: the mariadb-backup xbstream that "
+            "--stream-command writes on stdout goes through zstd into DIR (sha256 taken as it "
+            "is written), with furet's chunk checksums of the databases taken while the flow "
+            "locks of the flows writing them are held; the archive is then extracted and "
+            "prepared once to prove it, and DIR gets a manifest.",
+            options=(
+                BACKUP_TO,
+                Option("--stream-command", help="A shell command writing `mariadb-backup "
+                       "--backup --stream=xbstream --galera-info` of the node to stdout "
+                       "(e.g. ssh to the node with a forced command).", required=True,
+                       metavar="CMD"),
+                Option("--database", help="A database to checksum (repeatable; default: "
+                       "lf_runtime and lf_bo). The archive holds the whole datadir.",
+                       multiple=True, dest_name="databases"),
+                Option("--source-host", help="The node CMD streams, for the checksums "
+                       "(default: the target host)."),
+                Option("--source-port", INT, "Its port (default: the target port).",
+                       minimum=1, maximum=65535),
+                LOCK_WAIT,
+                Option("--workdir", help="Where the archive is extracted and prepared once "
+                       "(default: DIR; needs the datadir's size free).", metavar="DIR"))),
+    Command("backup_cassandra", ("backup", "cassandra"),
+            "Back up the Cassandra ring, run on the backup host: under the locks of the "
+            "Cassandra flows, a tagged snapshot of their keyspaces on every node (checked with "
+            "nodetool listsnapshots) and furet's token-bucket checksums read at CL ALL; then "
+            "each node's snapshot streamed as tar through zstd into DIR/cassandra/NODE.tar.zst, "
+            "with the node's manifest (dc, rack, tokens, schema.cql, every file's sha256); the "
+            "snapshots are cleared, also on failure.",
+            options=(
+                BACKUP_TO,
+                Option("--node", help="NAME=COMMAND, once per node of the ring: furet runs "
+                       "`COMMAND info|snapshot|files|stream|clear ...`, COMMAND reaching the "
+                       "node's furet-cassandra-backup (e.g. cassandra1='ssh -i KEY "
+                       "root@cassandra1', a forced command).", multiple=True, required=True,
+                       metavar="NAME=COMMAND", dest_name="nodes"),
+                Option("--flow", help="A Cassandra flow whose keyspace is backed up and whose "
+                       "lock is held (repeatable; default: every flow targeting Cassandra).",
+                       multiple=True, dest_name="flows"),
+                Option("--splits", INT, "Token ranges of the checksums.", default=256,
+                       minimum=1, maximum=65536),
+                LOCK_WAIT)),
+    Command("backup_restore_test", ("backup", "restore-test"),
+            "Prove the backup in DIR restores: check its files' sha256, load the dump (legacy) "
+            "or extract and prepare the archive (galera) into a scratch mariadbd, or import "
+            "the snapshots (cassandra) into a scratch Cassandra node, and compare it with the "
+            "recorded checksums; exit 2 naming the file or the table and "
+            "chunk that differ.",
+            arguments=(Argument("directory", "DIR"),),
+            options=(
+                Option("--workdir", help="Where the scratch server's datadir goes (default: "
+                       "the system's temporary directory; galera: needs the datadir's size "
+                       "free).", metavar="DIR"),
+                Option("--cassandra-dist", help="cassandra: the Cassandra distribution of the "
+                       "scratch node, unpacked or its tarball (default: /opt/cassandra).",
+                       metavar="PATH", envvar="FURET_CASSANDRA_DIST"))),
+    Command("endpoint_status", ("endpoint", "status"),
+            "Where the application's database endpoint (HAProxy) sends new connections, per "
+            "its map file and per its memory (exit 2 when they disagree), and each backend's "
+            "servers with their state and current sessions.",
+            options=(ENDPOINT_SOCKET, ENDPOINT_MAP, JSON)),
+    Command("endpoint_switch", ("endpoint", "switch"),
+            "Send the endpoint's new connections to the legacy master, to Galera, or nowhere "
+            "(refused), and cut the sessions left on the old side. Writes the map file, then "
+            "HAProxy's memory; refused when the new side has no server UP; a second run "
+            "changes nothing.",
+            options=(
+                Option("--to", CHOICE, "The new side; refused: every connection is closed "
+                       "(a rollback's write freeze).", choices=EndpointSide, required=True),
+                Option("--dry-run", FLAG, "Print what the switch would do; change nothing."),
+                Option("--timeout", FLOAT, "Seconds to wait until no session is left on the "
+                       "old side.", default=5.0, minimum=0, maximum=300),
+                ENDPOINT_SOCKET, ENDPOINT_MAP, JSON)),
 )}
 
 # What every Fabric task takes besides its command's options (never passed on).

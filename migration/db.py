@@ -44,6 +44,15 @@ def error_code(exc: BaseException) -> int:
     return args[0] if args and isinstance(args[0], int) else 0
 
 
+class DbError(FuretError):
+    """A database error as one line; ``code`` is the server's (or driver's) error number,
+    for callers that retry some of them (the web app of ``furet legacy traffic``)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def db_error(exc: BaseException, settings: DbSettings, database: str = "",
              table: str = "") -> FuretError:
     """One line: ``legacy 127.0.0.11:3306 db lf_runtime table quote: <what>``."""
@@ -68,7 +77,7 @@ def db_error(exc: BaseException, settings: DbSettings, database: str = "",
         what = f"error {code}: {message}" if code else message
     if settings.password:
         what = what.replace(settings.password, "***")
-    return FuretError(f"{where}: {what}")
+    return DbError(f"{where}: {what}", code)
 
 
 def connect(settings: DbSettings, database: str | None = None, *, autocommit: bool = True,

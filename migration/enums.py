@@ -74,3 +74,13 @@ class Deletes(_Choices):
 
     KEEP = "keep"
     PROPAGATE = "propagate"
+
+
+class EndpointSide(_Choices):
+    """Where the application's database endpoint (HAProxy on the app_endpoint hosts) sends
+    new connections: the legacy master, Galera, or nowhere (a rollback's write freeze). See
+    :mod:`migration.endpoint`."""
+
+    LEGACY = "legacy"
+    GALERA = "galera"
+    REFUSED = "refused"

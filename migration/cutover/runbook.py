@@ -10,6 +10,7 @@ stop the cron jobs that write to the legacy master before the freeze. Every prob
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from migration.errors import FuretError
 SHIPPED = Path(__file__).resolve().parent / "runbook.yml"
 # The actions furet knows; `command` is the hooks' own.
 ACTIONS = ("preflight", "catch_up", "freeze", "final_rounds", "verify_gate",
-           "switch_endpoint", "reverse_rounds", "command")
+           "switch_endpoint", "reverse_rounds", "reverse_final", "reverse_verify", "unfreeze",
+           "command")
 DOWNTIME = ("start", "inside", "end")
 STEP_KEYS = frozenset({"id", "action", "args", "downtime"})
 HOOK_KEYS = STEP_KEYS | {"before", "after"}
@@ -40,6 +42,8 @@ class Step:
 @dataclass(frozen=True)
 class Runbook:
     steps: tuple[Step, ...]
+    rollback: tuple[Step, ...] = ()
+    sha256: str = ""   # of the shipped file and the hooks file: `resume` checks it
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
@@ -52,7 +56,7 @@ class Runbook:
         return self.steps[start:end + 1]
 
 
-def _load(path: Path) -> list[Any]:
+def _load(path: Path) -> dict[str, list[Any]]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -61,7 +65,9 @@ def _load(path: Path) -> list[Any]:
         raise FuretError(f"runbook {path}: not YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise FuretError(f"runbook {path}: expected a mapping with a list `steps:`")
-    return data["steps"]
+    if not isinstance(data.get("rollback", []), list):
+        raise FuretError(f"runbook {path}: `rollback:` must be a list of steps")
+    return {"steps": data["steps"], "rollback": data.get("rollback", [])}
 
 
 def _step(path: Path, index: int, raw: Any, hook: bool) -> tuple[Step, str, str]:
@@ -97,24 +103,33 @@ def _step(path: Path, index: int, raw: Any, hook: bool) -> tuple[Step, str, str]
 
 
 def load_runbook(hooks: Path | None = None, shipped: Path = SHIPPED) -> Runbook:
-    """The shipped steps with the hook steps of ``hooks`` placed among them."""
-    steps = [_step(shipped, i, raw, hook=False)[0] for i, raw in enumerate(_load(shipped))]
-    for i, raw in enumerate(_load(hooks) if hooks else []):
+    """The shipped steps (and rollback steps) with the hook steps of ``hooks`` placed among
+    them."""
+    data = _load(shipped)
+    lists = {name: [_step(shipped, i, raw, hook=False)[0] for i, raw in enumerate(data[name])]
+             for name in ("steps", "rollback")}
+    digest = hashlib.sha256(shipped.read_bytes())
+    hook_steps = _load(hooks)["steps"] if hooks else []
+    if hooks:
+        digest.update(hooks.read_bytes())
+    for i, raw in enumerate(hook_steps):
         assert hooks is not None
         step, before, after = _step(hooks, i, raw, hook=True)
         anchor = before or after
-        ids = [s.id for s in steps]
-        if step.id in ids:
+        every = [s.id for steps in lists.values() for s in steps]
+        if step.id in every:
             raise FuretError(f"runbook {hooks} step {step.id}: the id is already taken")
-        if anchor not in ids:
+        if anchor not in every:
             raise FuretError(f"runbook {hooks} step {step.id}: no step {anchor!r} to go "
-                             f"{'before' if before else 'after'} (steps: {', '.join(ids)})")
-        at = ids.index(anchor) + (0 if before else 1)
+                             f"{'before' if before else 'after'} (steps: {', '.join(every)})")
+        steps = next(steps for steps in lists.values() if anchor in [s.id for s in steps])
+        at = [s.id for s in steps].index(anchor) + (0 if before else 1)
         # a hook right after the freeze's start is inside the freeze
         if step.downtime == "" and _inside(steps, at):
             step = Step(step.id, step.action, step.args, "inside", True)
         steps.insert(at, step)
-    return _checked(Runbook(tuple(steps)), hooks or shipped)
+    runbook = Runbook(tuple(lists["steps"]), tuple(lists["rollback"]), digest.hexdigest())
+    return _checked(runbook, hooks or shipped)
 
 
 def _inside(steps: Sequence[Step], at: int) -> bool:
@@ -123,7 +138,7 @@ def _inside(steps: Sequence[Step], at: int) -> bool:
 
 
 def _checked(runbook: Runbook, path: Path) -> Runbook:
-    ids = [s.id for s in runbook.steps]
+    ids = [s.id for s in (*runbook.steps, *runbook.rollback)]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
         raise FuretError(f"runbook {path}: step id(s) used twice: {', '.join(twice)}")

@@ -19,6 +19,9 @@ taken over, conditionally on its token, so two takers cannot both win) when
 A holder stopped for longer than that (SIGSTOP, a frozen VM) can lose its lock to a second
 runner: the rounds' checkpoints are still conditional on the batch number, so the two
 cannot apply one batch twice.
+
+A caller that needs several flows held at once (``furet backup galera|cassandra``) takes them
+all or none, waiting a bounded time: :func:`hold_all`.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pymysql
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from migration.config import DbSettings
 from migration.db import connect, db_error
@@ -38,6 +43,11 @@ from migration.engine import ledger
 from migration.errors import FuretError
 
 HEARTBEAT_S = 10.0
+RETRY_S = 1.0       # hold_all: between two tries of the whole set
+
+
+class LockBusy(FuretError):
+    """The flow's lock is held by a live holder (a caller may wait and try again)."""
 
 
 def pid_running(pid: int) -> bool:
@@ -71,7 +81,7 @@ def acquire(conn: pymysql.connections.Connection, flow: str, command: str,
         if holder is None:       # released in between: try again
             continue
         if not _gone(holder, host):
-            raise FuretError(
+            raise LockBusy(
                 f"{where}: flow {flow} is locked by `{holder.command}` on host {holder.host} pid "
                 f"{holder.pid} since {holder.started_at} UTC (heartbeat "
                 f"{holder.heartbeat_age_s:.0f} s ago): wait for it to end; a holder whose "
@@ -79,8 +89,8 @@ def acquire(conn: pymysql.connections.Connection, flow: str, command: str,
                 f"{ledger.LOCK_STALE_S} s without heartbeat elsewhere)")
         if ledger.take_over_lock(conn, flow, holder.token, token, host, os.getpid(), command):
             return token
-    raise FuretError(f"{where}: flow {flow}: its lock in furet.locks changed hands three times "
-                     "while furet tried to take it; run again")
+    raise LockBusy(f"{where}: flow {flow}: its lock in furet.locks changed hands three times "
+                   "while furet tried to take it; run again")
 
 
 class _Heartbeat(threading.Thread):
@@ -129,3 +139,37 @@ def flow_lock(settings: DbSettings, flow: str, command: str) -> Iterator[str]:
         with contextlib.suppress(Exception), \
                 contextlib.closing(connect(settings, autocommit=True)) as done:
             ledger.release_lock(done, flow, token)
+
+
+def hold_all(stack: contextlib.ExitStack, settings: DbSettings, flows: Sequence[str],
+             command: str, wait_s: float, who: str) -> tuple[dict[str, str], float]:
+    """The lock of every flow of ``flows``, held until ``stack`` closes: their tokens and the
+    seconds waited. All or none: while one is busy (:class:`LockBusy`: a round runs) what was
+    taken is released and the set tried again every :data:`RETRY_S` s for up to ``wait_s``
+    s (``--lock-wait``), then refused in one line naming the holder and ``who`` (``backup
+    galera``). Never holding some while waiting for others, it can neither starve a round
+    nor deadlock with another caller."""
+    started = time.monotonic()
+
+    def attempt() -> dict[str, str]:
+        held = contextlib.ExitStack()
+        try:
+            tokens = {flow: held.enter_context(flow_lock(settings, flow, command))
+                      for flow in flows}
+        except BaseException:
+            held.close()  # all or none
+            raise
+        stack.enter_context(held)
+        return tokens
+
+    tokens: dict[str, str] = {}
+    try:
+        for retry in Retrying(retry=retry_if_exception_type(LockBusy),
+                              stop=stop_after_delay(wait_s), wait=wait_fixed(RETRY_S),
+                              reraise=True):
+            with retry:
+                tokens = attempt()
+    except LockBusy as exc:
+        raise FuretError(f"{exc}; {who} waited {wait_s:g}s for the flow locks "
+                         "(--lock-wait)") from None
+    return tokens, time.monotonic() - started

@@ -112,8 +112,9 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
     # the cutover's journal (migration.cutover): one run per `fab cutover run`, one row per
     # step of it, so `resume` continues after a kill and `status` shows where it stands
     (5, ("""CREATE TABLE IF NOT EXISTS furet.cutover_runs (
-           run_id INT NOT NULL AUTO_INCREMENT, runbook_sha CHAR(64) NOT NULL,
-           status VARCHAR(12) NOT NULL, who VARCHAR(255) NOT NULL,
+           run_id INT NOT NULL AUTO_INCREMENT, kind VARCHAR(12) NOT NULL,
+           runbook_sha CHAR(64) NOT NULL, options TEXT NULL,
+           status VARCHAR(12) NOT NULL, who VARCHAR(255) NOT NULL, detail TEXT NULL,
            started_at DATETIME(3) NOT NULL DEFAULT NOW(3), finished_at DATETIME(3) NULL,
            PRIMARY KEY (run_id))""",
          """CREATE TABLE IF NOT EXISTS furet.cutover_steps (
@@ -124,7 +125,8 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
            PRIMARY KEY (run_id, step_id), KEY (run_id, seq))""")),
 )
 LEDGER_VERSION = UPGRADES[-1][0]
-LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine")
+LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine", "cutover_steps",
+                 "cutover_runs")
 NO_LEDGER_ERRORS = (1049, 1146)  # unknown database, unknown table
 
 
@@ -251,8 +253,9 @@ def release_lock(conn: pymysql.connections.Connection, flow: str, token: str) ->
 
 
 def forget(conn: pymysql.connections.Connection) -> None:
-    """Empty the ledger (every flow's rounds, chunks and quarantine): the next round of
-    each flow is a round 1 again. For a rehearsal whose target was dropped."""
+    """Empty the ledger (every flow's rounds, chunks and quarantine, the cutover journal):
+    the next round of each flow is a round 1 again. For a rehearsal whose target was
+    dropped."""
     ensure_ledger(conn)
     with conn.cursor() as cur:
         for table in LEDGER_TABLES:
@@ -280,6 +283,23 @@ def last_watermarks(conn: pymysql.connections.Connection,
                        "WHERE t.flow = %s AND r.strategy = 'ts' AND r.status = 'done' "
                        "AND t.round_no = (SELECT MAX(round_no) FROM furet.rounds WHERE "
                        "flow = %s AND strategy = 'ts' AND status = 'done')", (flow, flow))
+    return {str(table): (int(mark), vtype) for table, mark, vtype in rows if mark is not None}
+
+
+def rounds_of(conn: pymysql.connections.Connection, flow: str) -> list[RoundRow]:
+    """Every round of ``flow``, in order (where its reverse rounds start:
+    :mod:`migration.engine.reverse`)."""
+    rows = query(conn, "SELECT flow, round_no, strategy, kind, final, status, now_ms "
+                       "FROM furet.rounds WHERE flow = %s ORDER BY round_no", (flow,))
+    return [RoundRow(f, n, Strategy(s), k, bool(fin), st, now) for f, n, s, k, fin, st, now
+            in rows]
+
+
+def round_watermarks(conn: pymysql.connections.Connection, flow: str,
+                     round_no: int) -> dict[str, tuple[int, str | None]]:
+    """(watermark, version type) per source table of one finished round."""
+    rows = query(conn, "SELECT source_table, watermark, version_type FROM furet.round_tables "
+                       "WHERE flow = %s AND round_no = %s AND status = 'done'", (flow, round_no))
     return {str(table): (int(mark), vtype) for table, mark, vtype in rows if mark is not None}
 
 
@@ -519,45 +539,92 @@ def record_quarantine(conn: pymysql.connections.Connection, flow: str, round_no:
 
 # -- the cutover's journal (migration/cutover) ---------------------------------------------
 
+_EPOCH = "UNIX_TIMESTAMP({})"  # server clock, seconds with milliseconds
+
+
 @dataclass(frozen=True)
 class CutoverStep:
     step_id: str
     seq: int
-    status: str       # started, ok, failed
+    status: str       # started, ok, failed, skipped
     attempts: int
     host: str
     who: str
+    detail: str       # the action's result (JSON) or why it failed
+    started_at: float = 0.0             # server clock, epoch seconds
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CutoverRun:
+    run_id: int
+    kind: str         # cutover | rollback
+    runbook_sha: str
+    options: str      # JSON
+    status: str       # running, done, aborted, failed
+    who: str
     detail: str
+    started_at: float
+    finished_at: float | None
+    now: float        # the server's clock when this was read
 
 
-def cutover_open_run(conn: pymysql.connections.Connection) -> tuple[int, str] | None:
-    """The unfinished run (run_id, runbook_sha), if any: `resume` continues it."""
-    rows = query(conn, "SELECT run_id, runbook_sha FROM furet.cutover_runs WHERE status = "
-                       "'running' ORDER BY run_id DESC LIMIT 1")
-    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+_RUN_COLUMNS = ("run_id, kind, runbook_sha, COALESCE(options, ''), status, who, "
+                "COALESCE(detail, ''), " + _EPOCH.format("started_at") + ", " +
+                _EPOCH.format("finished_at") + ", " + _EPOCH.format("NOW(3)"))
 
 
-def cutover_start_run(conn: pymysql.connections.Connection, runbook_sha: str, who: str) -> int:
+def _run(row: tuple[Any, ...]) -> CutoverRun:
+    return CutoverRun(int(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]),
+                      str(row[5]), str(row[6]), float(row[7]),
+                      None if row[8] is None else float(row[8]), float(row[9]))
+
+
+def cutover_open_run(conn: pymysql.connections.Connection) -> CutoverRun | None:
+    """The unfinished run, if any: `resume` continues it, and no other may start."""
+    rows = query(conn, f"SELECT {_RUN_COLUMNS} FROM furet.cutover_runs "
+                       "WHERE status = 'running' ORDER BY run_id DESC LIMIT 1")
+    return _run(rows[0]) if rows else None
+
+
+def cutover_run(conn: pymysql.connections.Connection, run_id: int | None = None,
+                kind: str | None = None) -> CutoverRun | None:
+    """Run ``run_id``, or the latest run (of ``kind``)."""
+    if run_id is not None:
+        rows = query(conn, f"SELECT {_RUN_COLUMNS} FROM furet.cutover_runs WHERE run_id = %s",
+                     (run_id,))
+    else:
+        rows = query(conn, f"SELECT {_RUN_COLUMNS} FROM furet.cutover_runs "
+                           "WHERE %s IS NULL OR kind = %s ORDER BY run_id DESC LIMIT 1",
+                     (kind, kind))
+    return _run(rows[0]) if rows else None
+
+
+def cutover_start_run(conn: pymysql.connections.Connection, runbook_sha: str, who: str,
+                      kind: str = "cutover", options: str = "") -> int:
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO furet.cutover_runs (runbook_sha, status, who) "
-                    "VALUES (%s, 'running', %s)", (runbook_sha, who))
+        cur.execute("INSERT INTO furet.cutover_runs (kind, runbook_sha, options, status, who) "
+                    "VALUES (%s, %s, %s, 'running', %s)", (kind, runbook_sha, options, who))
         run_id = int(cur.lastrowid)
     conn.commit()
     return run_id
 
 
-def cutover_finish_run(conn: pymysql.connections.Connection, run_id: int, status: str) -> None:
+def cutover_finish_run(conn: pymysql.connections.Connection, run_id: int, status: str,
+                       detail: str = "") -> None:
     with conn.cursor() as cur:
-        cur.execute("UPDATE furet.cutover_runs SET status = %s, finished_at = NOW(3) "
-                    "WHERE run_id = %s", (status, run_id))
+        cur.execute("UPDATE furet.cutover_runs SET status = %s, detail = %s, "
+                    "finished_at = NOW(3) WHERE run_id = %s", (status, detail, run_id))
     conn.commit()
 
 
 def cutover_steps(conn: pymysql.connections.Connection, run_id: int) -> list[CutoverStep]:
-    rows = query(conn, "SELECT step_id, seq, status, attempts, host, who, COALESCE(detail, '') "
-                       "FROM furet.cutover_steps WHERE run_id = %s ORDER BY seq", (run_id,))
+    rows = query(conn, "SELECT step_id, seq, status, attempts, host, who, COALESCE(detail, ''), "
+                       + _EPOCH.format("started_at") + ", " + _EPOCH.format("finished_at") +
+                       " FROM furet.cutover_steps WHERE run_id = %s ORDER BY seq", (run_id,))
     return [CutoverStep(str(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]),
-                        str(r[6])) for r in rows]
+                        str(r[6]), float(r[7]), None if r[8] is None else float(r[8]))
+            for r in rows]
 
 
 def cutover_step_started(conn: pymysql.connections.Connection, run_id: int, seq: int,

@@ -13,6 +13,7 @@ from typing import Any
 
 from migration.enums import Strategy
 from migration.errors import FuretError
+from migration.flows.mapping import REVERSE_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,13 @@ class RoundSummary:
 
     def warnings(self) -> list[str]:
         """One line per table with rows committed later than the overlap allows."""
+        flow = self.flow  # a reverse flow's rounds (F.reverse) are verified as F --reverse
+        if flow.endswith(REVERSE_SUFFIX):
+            flow = f"{flow[:-len(REVERSE_SUFFIX)]} --reverse"
         return [f"warning: flow {self.flow} round {self.round_no} table {table}: {count} "
                 "row(s) stamped just below the window are missing or older in the target: "
                 f"committed later than overlap_ms {self.overlap_ms} allows (raise "
-                f"rounds.overlap_ms; `furet verify --flow {self.flow} --repair` copies them)"
+                f"rounds.overlap_ms; `furet verify --flow {flow} --repair` copies them)"
                 for table, count in sorted(self.late_rows.items()) if count]
 
     @property

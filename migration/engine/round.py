@@ -40,7 +40,7 @@ from migration.db import (
     server_now_us,
     server_utc_offset_s,
 )
-from migration.engine import ledger, plan, sync
+from migration.engine import ledger, plan, reverse, sync
 from migration.engine.cassandra_writer import CassandraWriter
 from migration.engine.flow_lock import flow_lock
 from migration.engine.galera_writer import GaleraWriter
@@ -61,7 +61,8 @@ from migration.engine.versions import VersionCodec, check_values
 from migration.engine.writer import BatchOutcome, Writer
 from migration.enums import Deletes, LiteralsPath, Strategy
 from migration.errors import FuretError, context
-from migration.flows.mapping import Flow, TableFlow, load_flow
+from migration.flows.mapping import Flow, TableFlow
+from migration.flows.reverse import load_for
 from migration.flows.validate import (
     INTEGER_TYPES,
     TableSchema,
@@ -87,6 +88,11 @@ class RoundOptions:
     # auto: MariaDB targets get server-built literals where every column is expressible
     # in SQL (see migration.engine.sql_pushdown); python: every row goes through Python
     literals: LiteralsPath = LiteralsPath.AUTO
+    # the flow reversed (target -> legacy, after the switch: migration.engine.reverse);
+    # assume_frozen: the operator's word that the application no longer reaches the target
+    # (what a final reverse round needs)
+    reverse: bool = False
+    assume_frozen: bool = False
 
     def __post_init__(self) -> None:
         """Plain strings are accepted and checked (a caller's typo is one clear line)."""
@@ -126,7 +132,10 @@ class _Run:
         self.target_schemas = target_schemas or {}
         self.progress = progress
         self.source_settings = config.db(flow.source_server)
-        self.target_settings = config.target
+        # where the rows go, and the ledger: the same server (and transaction) but for a
+        # reverse flow, whose rows go to the legacy (migration.engine.reverse)
+        self.target_settings = config.db(flow.target_server)
+        self.split = cassandra is None and flow.target_server != "target"
         self.local = threading.local()
         self.connections: list[pymysql.connections.Connection] = []
         self.lock = threading.Lock()
@@ -174,6 +183,12 @@ class _Run:
     def target(self) -> pymysql.connections.Connection:
         return self._conn("target", self.target_settings, autocommit=False, strict=True)
 
+    def ledger(self) -> pymysql.connections.Connection:
+        """The ledger's connection: the target's, but for a reverse flow."""
+        if not self.split:
+            return self.target()
+        return self._conn("ledger", self.config.target, autocommit=False, strict=True)
+
     def close(self) -> None:
         for conn in self.connections:
             with contextlib.suppress(Exception):
@@ -198,9 +213,9 @@ class _Run:
         if pushdown:
             select, cursor_index, literal_index = pushdown[0].select_list(cursor_columns)
         settings = self.config.rounds
-        target = self.target()
-        ledger.claim_chunk(target, chunk)
-        target.commit()
+        book = self.ledger()
+        ledger.claim_chunk(book, chunk)
+        book.commit()
         if spec.kind == "sync":  # a table without a version: copy only what changed
             self._sync_chunk(tf, chunk)
             return
@@ -213,8 +228,8 @@ class _Run:
                                          codec, spec, cursor, limit, select)
             rows = self._read(sql, args)
             if not rows:
-                ledger.finish_chunk(target, chunk)
-                target.commit()
+                ledger.finish_chunk(book, chunk)
+                book.commit()
                 return
             last = rows[-1]
             new_cursor = Cursor(None if codec is None else codec.ledger(last[tf.width]),
@@ -241,8 +256,8 @@ class _Run:
                                      self.schemas[tf.source], self.target_schemas)
         target.commit()
         if same:
-            ledger.finish_chunk(target, chunk, read=count)
-            target.commit()
+            ledger.finish_chunk(self.ledger(), chunk, read=count)
+            self.ledger().commit()
             self.progress.advance(tf.source, count)
             return
         copy, gone = sync.differences(self.source(), target, self.flow, tf, chunk.spec,
@@ -259,28 +274,35 @@ class _Run:
         deleted = 0
         if tf.deletes == Deletes.PROPAGATE:
             for table, keys in gone.items():
+                if self.flow.reverse_of:  # never delete what the cutover left behind
+                    keys = reverse.deletable(self.ledger(), self.flow, table, keys)
                 for sql, args in sync.delete_statements(self.flow, tf, table, keys):
                     deleted += self._execute(sql, args, table)
-        ledger.finish_chunk(target, chunk, read=max(0, count - len(copy)), deleted=deleted)
-        target.commit()
+        ledger.finish_chunk(self.ledger(), chunk, read=max(0, count - len(copy)),
+                            deleted=deleted)
+        self.ledger().commit()
 
     def _execute(self, sql: str, args: list[Any], table: str) -> int:
         """One target statement in its own transaction (retried like a batch)."""
         return self._in_transaction(lambda cur: int(cur.execute(sql, args)), table)
 
-    def _in_transaction(self, work: Callable[[Any], T], table: str) -> T:
-        """``work(cursor)`` in one target transaction, committed; deadlocks, certification
-        failures and lost links redo it whole, any other error is one line naming ``table``."""
+    def _in_transaction(self, work: Callable[[Any], T], table: str,
+                        ledger_side: bool = False) -> T:
+        """``work(cursor)`` in one target transaction (``ledger_side``: the ledger's, when it
+        is not the target's), committed; deadlocks, certification failures and lost links
+        redo it whole, any other error is one line naming ``table``."""
+        settings = self.config.target if ledger_side else self.target_settings
+        database = "furet" if ledger_side else self.flow.target_database
         for attempt in _retrying():
             with attempt:
-                target = self.target()
+                target = self.ledger() if ledger_side else self.target()
                 if attempt.retry_state.attempt_number > 1:
                     target.ping(reconnect=True)
                 try:
                     target.begin()
                     # strict sql_mode and +00:00 before any write (one round trip per
                     # batch): a session that lost them would cut and shift rows silently
-                    assert_session(target, self.target_settings)
+                    assert_session(target, settings)
                     with target.cursor() as cur:
                         done = work(cur)
                     target.commit()
@@ -289,8 +311,7 @@ class _Run:
                     with contextlib.suppress(Exception):
                         target.rollback()
                     if isinstance(exc, pymysql.MySQLError) and not _is_retryable(exc):
-                        raise db_error(exc, self.target_settings, self.flow.target_database,
-                                       table) from None
+                        raise db_error(exc, settings, database, table) from None
                     raise
         raise AssertionError("unreachable")
 
@@ -352,10 +373,11 @@ class _Run:
 
     def _commit_batch(self, chunk: Chunk, read: int, cursor: Cursor,
                       write: Callable[[Any], BatchOutcome]) -> None:
-        """Rows + quarantine + checkpoint in one target transaction."""
+        """Rows + quarantine + checkpoint in one target transaction; for a reverse flow the
+        rows in a legacy transaction, committed first, then quarantine + checkpoint in a
+        ledger one (a kill in between replays the batch, harmless: same versions)."""
 
-        def batch(cur: Any) -> None:
-            outcome = write(cur)
+        def book(cur: Any, outcome: BatchOutcome, written: str) -> None:
             for statement in ledger.quarantine_statements(self.flow.name, self.round.round_no,
                                                           outcome.quarantined):
                 cur.execute(statement)
@@ -364,9 +386,17 @@ class _Run:
                 raise FuretError(
                     f"flow {self.flow.name} round {self.round.round_no} table "
                     f"{chunk.source_table} chunk {chunk.spec.chunk_no}: checkpoint moved "
-                    "under us (another runner?); nothing was written")
+                    f"under us (another runner?); {written}")
 
-        self._in_transaction(batch, chunk.source_table)
+        if self.split:
+            outcome = self._in_transaction(write, chunk.source_table)
+            self._in_transaction(
+                lambda cur: book(cur, outcome, "its rows were written (again if it resumes: "
+                                               "harmless, version-aware)"),
+                chunk.source_table, ledger_side=True)
+        else:
+            self._in_transaction(lambda cur: book(cur, write(cur), "nothing was written"),
+                                 chunk.source_table)
         chunk.batches += 1
 
 
@@ -439,6 +469,8 @@ def _plan_round(conn: pymysql.connections.Connection, source: pymysql.connection
     _check_versions(source, config.db(flow.source_server), flow, codecs, now_us)
     if options.strategy == Strategy.TS:
         marks = ledger.last_watermarks(conn, flow.name)
+        if not marks and flow.reverse_of:  # from the switch, never from zero
+            marks = reverse.start_marks(conn, flow, config.target.where)
         full = any(tf.source not in marks for tf in flow.tables)
         kind = "full" if full else "window"
         for tf in flow.tables:
@@ -517,20 +549,34 @@ def run_round(config: FuretConfig, options: RoundOptions,
     """Run (or resume) the next round of ``options.flow``; return its summary as the ledger
     recorded it. Raises :class:`QuarantineLimitExceeded` (carrying the summary) when the
     round quarantined more rows than ``options.max_quarantined``."""
-    flow = load_flow(options.flow, flows_dir=config.flows.dir)
+    if options.reverse and options.strategy != Strategy.TS:
+        raise FuretError(f"flow {options.flow}: --strategy {options.strategy} cannot run with "
+                         "--reverse (reverse rounds are furet's ts rounds)")
+    if options.assume_frozen and not (options.reverse and options.final):
+        raise FuretError("--assume-frozen only makes sense with --reverse --final")
+    flow = load_for(options.flow, config.flows.dir, options.reverse)
     to_cassandra = flow.target_kind == "cassandra"
     if to_cassandra and options.strategy != Strategy.TS:
         raise FuretError(f"flow {flow.name}: --strategy {options.strategy} needs a MariaDB "
                          "target (it reads max(version) or max(id) from the target)")
     sink: Progress = progress or Silent()
+    # the rows go to the flow's target server; the ledger is always on the target (a
+    # reverse flow writes the legacy: migration.engine.reverse)
     source_settings, target_settings = config.db(flow.source_server), config.target
+    data_settings = config.db(flow.target_server)
     with contextlib.ExitStack() as stack:
         source = connect(source_settings)
         stack.callback(source.close)
         conn = connect(target_settings, autocommit=True, strict=True)
         stack.callback(conn.close)
+        data = conn
+        if not to_cassandra and flow.target_server != "target":
+            data = connect(data_settings, autocommit=True, strict=True)
+            stack.callback(data.close)
         schemas = validate_mariadb_flow(flow, source, source_settings,
-                                        None if to_cassandra else conn, target_settings)
+                                        None if to_cassandra else data, data_settings)
+        if flow.reverse_of:  # the frozen legacy: refuse now what its first write would
+            reverse.check_writable(data, data_settings, flow)
         codecs: dict[str, VersionCodec | None] = {}
         for tf in flow.tables:
             codecs[tf.source] = version_codec(flow, tf, schemas[tf.source])
@@ -554,7 +600,13 @@ def run_round(config: FuretConfig, options: RoundOptions,
         # one writer per flow: rounds and `verify --repair` exclude each other
         stack.enter_context(flow_lock(target_settings, flow.name,
                                       f"furet round --flow {flow.name}"))
-        if options.final:
+        if options.final and flow.reverse_of:
+            # the source is the target, which furet cannot freeze: the operator's word,
+            # and what furet can see
+            if not options.assume_frozen:
+                raise reverse.assume_frozen_needed(flow, source_settings)
+            reverse.assert_source_frozen(source, source_settings, flow)
+        elif options.final:
             # the final round reads up to now: refuse it before anything moves unless the
             # legacy (the flow's source, or what feeds a target-side source) is frozen
             legacy = config.legacy
@@ -581,8 +633,8 @@ def run_round(config: FuretConfig, options: RoundOptions,
                                     config.rounds.safety_lag_ms, windows, chunk_specs, types)
             if on_start:
                 on_start(round_row, resumed)
-            summary, run = _run_planned(config, flow, round_row, conn, source, schemas, codecs,
-                                        sink, cassandra, options.literals)
+            summary, run = _run_planned(config, flow, round_row, conn, data, source, schemas,
+                                        codecs, sink, cassandra, options.literals)
             summary = dataclasses.replace(summary, resumed=resumed,
                                           literals=dict(run.literal_paths))
             # --final on an unfinished non-final round: that round's window stopped a
@@ -590,6 +642,8 @@ def run_round(config: FuretConfig, options: RoundOptions,
             # is planned from its watermark (never only the resumed one)
             if options.final and not round_row.final:
                 continue
+            if options.final and flow.reverse_of:
+                reverse.check_nothing_after(source, source_settings, flow, codecs, summary)
             break
     if options.max_quarantined is not None and \
             summary.rows_quarantined > options.max_quarantined:
@@ -598,12 +652,15 @@ def run_round(config: FuretConfig, options: RoundOptions,
 
 
 def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
-                 conn: pymysql.connections.Connection,
+                 conn: pymysql.connections.Connection, data: pymysql.connections.Connection,
                  source: pymysql.connections.Connection, schemas: dict[str, TableSchema],
                  codecs: dict[str, VersionCodec | None], sink: Progress, cassandra: Any,
                  literals: str) -> tuple[RoundSummary, _Run]:
-    """Run the pending chunks of a planned round, check its overlap, close it."""
+    """Run the pending chunks of a planned round, check its overlap, close it. ``conn``:
+    the ledger; ``data``: the target tables' server (the same connection but for a reverse
+    flow)."""
     target_settings = config.target
+    data_settings = config.db(flow.target_server)
     to_cassandra = cassandra is not None
     todo = ledger.pending_chunks(conn, flow.name, round_row.round_no)
     for tf in flow.tables:
@@ -614,14 +671,14 @@ def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
                               "table_name = %s", (flow.source_database, tf.source))[0][0])
         sink.table(tf.source, total)
     target_schemas = {} if to_cassandra else {
-        tm.table: read_schema(conn, target_settings, flow.target_database, tm.table)
+        tm.table: read_schema(data, data_settings, flow.target_database, tm.table)
         for tf in flow.tables for tm in tf.targets}
     run = _Run(config, flow, round_row, schemas, codecs, sink, cassandra,
                {k: v for k, v in target_schemas.items() if v is not None}, literals)
     try:
         _run_chunks(run, todo, config.rounds.workers)
-        late = {} if to_cassandra else late_rows(source, conn, config, flow, round_row,
-                                                 codecs)
+        late = {} if to_cassandra else late_rows(source, data, config, flow, round_row,
+                                                 codecs, conn)
     finally:
         run.close()
     try:
@@ -640,7 +697,8 @@ LATE_LOOKUP_BATCH = 500
 
 def late_rows(source: pymysql.connections.Connection, conn: pymysql.connections.Connection,
               config: FuretConfig, flow: Flow, round_row: RoundRow,
-              codecs: dict[str, VersionCodec | None]) -> dict[str, int]:
+              codecs: dict[str, VersionCodec | None],
+              book: pymysql.connections.Connection | None = None) -> dict[str, int]:
     """Per source table of a ``ts`` window round: rows committed later than the overlap
     allows. A window ``(lo, hi]`` re-reads ``overlap_ms`` below the last watermark; a row
     stamped below ``lo`` that committed after the previous round read its versions is in
@@ -654,15 +712,19 @@ def late_rows(source: pymysql.connections.Connection, conn: pymysql.connections.
     :data:`LATE_ROWS_LIMIT` rows (the rows changed in one band: about what the overlap
     re-reads anyway), then one primary-key lookup on each target table per
     :data:`LATE_LOOKUP_BATCH` of them. Checked: MariaDB targets whose mapping carries the
-    key and the version untransformed (a Cassandra target is not checked)."""
+    key and the version untransformed (a Cassandra target is not checked).
+
+    ``conn``: the target tables' server; ``book``: the ledger's, when it is another (a
+    reverse flow's)."""
     if round_row.strategy != Strategy.TS or round_row.kind != "window":
         return {}
+    book = book or conn
     found: dict[str, int] = {}
     for tf in flow.tables:
         codec = codecs[tf.source]
         if codec is None:
             continue
-        lo, _ = ledger.round_window(conn, flow.name, round_row.round_no, tf.source)
+        lo, _ = ledger.round_window(book, flow.name, round_row.round_no, tf.source)
         if lo is None:
             continue
         band = codec.duration(max(config.rounds.overlap_ms, LATE_BAND_MIN_MS))
@@ -697,7 +759,7 @@ def late_rows(source: pymysql.connections.Connection, conn: pymysql.connections.
                               f"FROM {quote(flow.target_database)}.{quote(tm.table)} "
                               f"WHERE {clause}", args)}
                 except pymysql.MySQLError as exc:
-                    raise db_error(exc, config.target, flow.target_database,
+                    raise db_error(exc, config.db(flow.target_server), flow.target_database,
                                    tm.table) from None
                 for text, (_, version) in part:
                     if version is None:
@@ -707,7 +769,7 @@ def late_rows(source: pymysql.connections.Connection, conn: pymysql.connections.
                     elif (have := held[text]) is not None and have < version:
                         late.add(text)                    # the target holds an older one
         if late:
-            quarantined = ledger.quarantined_versions(conn, flow.name, tf.source)
+            quarantined = ledger.quarantined_versions(book, flow.name, tf.source)
             late = {t for t in late if wanted[t][1] not in quarantined.get(t, set())}
         found[tf.source] = len(late)
     return found

@@ -69,6 +69,9 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
 }
 TARGET_KINDS = ("mariadb", "cassandra")
 SERVERS = ("legacy", "target")
+# The ledger keys the reverse rounds of flow F as F + this (migration.flows.reverse): no
+# flow file may take such a name
+REVERSE_SUFFIX = ".reverse"
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ class Flow:
     target_database: str
     tables: tuple[TableFlow, ...]
     path: str = ""
+    # a reverse flow (migration.flows.reverse): the name of the flow it inverts
+    reverse_of: str = ""
 
     def table(self, source_table: str) -> TableFlow:
         for table in self.tables:
@@ -203,6 +208,10 @@ def parse_flow(data: Any, path: str = "<flow>") -> Flow:
         raise FuretError(f"flow file {path}: expected a mapping")
     name = _need(data, "name", f"flow file {path}")
     where = f"flow {name}"
+    if name.endswith(REVERSE_SUFFIX):
+        raise FuretError(f"flow file {path}: flow name {name} ends with {REVERSE_SUFFIX}, "
+                         "which names the reverse rounds of a flow in the ledger (`furet round "
+                         "--flow F --reverse`): choose another name")
     source = _need(data, "source", where, dict)
     target = _need(data, "target", where, dict)
     kind = target.get("kind", "mariadb")

@@ -24,24 +24,31 @@ from migration.verify.sides import Pair, Reads
 
 
 class Comparer:
-    """Compares pairs; ``quarantined_versions(source_table)`` reads furet.quarantine."""
+    """Compares pairs; ``quarantined_versions(source_table)`` reads furet.quarantine;
+    ``kept(pair)``, when given, the target rows to leave out of both sides too (a reverse
+    flow: the legacy rows its forward flow quarantined, which the target never held)."""
 
     def __init__(self, planner: ChunkPlanner, reads: Reads, progress: Reporter,
                  quarantined_versions: Callable[[str], dict[str, set[int]]],
-                 max_report_rows: int) -> None:
+                 max_report_rows: int,
+                 kept: Callable[[Pair], Quarantine] | None = None) -> None:
         self.planner = planner
         self.reads = reads
         self.progress = progress
         self.quarantined_versions = quarantined_versions
         self.max_report_rows = max_report_rows
+        self.kept = kept
         self.lock = threading.Lock()
 
     def quarantined(self, pair: Pair) -> Quarantine:
         """Source rows whose CURRENT version is in furet.quarantine (a table without a
-        version: whose key is, at any version): expected absent."""
-        return quarantine_of(self.quarantined_versions(pair.tf.source), pair.tf.width,
-                             pair.numeric_key, pair.source.current_versions,
-                             versioned=bool(pair.tf.version))
+        version: whose key is, at any version): expected absent; and the ``kept`` rows."""
+        found = quarantine_of(self.quarantined_versions(pair.tf.source), pair.tf.width,
+                              pair.numeric_key, pair.source.current_versions,
+                              versioned=bool(pair.tf.version))
+        if self.kept is not None:
+            found.update(self.kept(pair))
+        return found
 
     def _checksum(self, pair: Pair, chunk: Chunk) -> None:
         started = time.monotonic()

@@ -50,7 +50,8 @@ from migration.engine.flow_lock import flow_lock
 from migration.engine.versions import TEMPORAL_TYPES, VersionCodec
 from migration.enums import Consistency
 from migration.errors import FuretError, context
-from migration.flows.mapping import ColumnMap, Flow, TableFlow, TargetMap, load_flow
+from migration.flows.mapping import ColumnMap, Flow, TableFlow, TargetMap
+from migration.flows.reverse import load_for
 from migration.flows.validate import (
     INTEGER_TYPES,
     TableSchema,
@@ -65,7 +66,7 @@ from migration.verify.chunks import Range
 from migration.verify.compare import Comparer
 from migration.verify.drilldown import Classified
 from migration.verify.mysql_checksum import SqlSide
-from migration.verify.planner import ChunkPlanner
+from migration.verify.planner import ChunkPlanner, Quarantine, quarantine_of
 from migration.verify.repair import RepairPolicy, ledger_quarantine, repair_pair
 from migration.verify.report import TableReport, VerifyReport
 from migration.verify.report_builder import fill_report
@@ -100,6 +101,10 @@ class VerifyOptions:
     delete_extra: bool = False
     overwrite_newer: bool = False
     max_report_rows: int = 1000          # diff rows listed per table (counts stay exact)
+    # the flow reversed: the target database against the legacy one, the reverse rounds'
+    # copy (migration.flows.reverse); a repair writes the legacy, its lock and quarantine
+    # stay in the target's ledger
+    reverse: bool = False
 
 
 def consistency_of(value: Consistency | str) -> Consistency:
@@ -163,7 +168,8 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
     """The compared pairs, each with its time window (``window``: epoch ms) in its
     version column's ledger units."""
     source_settings = config.db(flow.source_server)
-    schemas = validate_mariadb_flow(flow, source, source_settings, target, config.target)
+    target_settings = config.db(flow.target_server)
+    schemas = validate_mariadb_flow(flow, source, source_settings, target, target_settings)
     unknown = set(options.tables) - {tf.source for tf in flow.tables}
     if unknown:
         raise FuretError(f"flow {flow.name}: no source table {', '.join(sorted(unknown))} "
@@ -194,10 +200,10 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
                                           f"{tf.source} -> {tm.table}", table_window)
             else:
                 assert target is not None
-                tschema = read_schema(target, config.target, flow.target_database, tm.table)
+                tschema = read_schema(target, target_settings, flow.target_database, tm.table)
                 assert tschema is not None  # validated above
-                tgt = MariaDbSide(_sql_target_side(flow, tf, tm, config.target, tschema, codec),
-                                  reads, tf, table_window)
+                tgt = MariaDbSide(_sql_target_side(flow, tf, tm, target_settings, tschema,
+                                                   codec), reads, tf, table_window)
             pairs.append(Pair(tf, tm, MariaDbSide(src, reads, tf, table_window), tgt, names,
                               numeric, table_window))
     return pairs
@@ -214,6 +220,35 @@ def _ledger_versions(reads: Reads, settings: DbSettings,
             raise db_error(exc, settings, "furet", "quarantine") from None
 
     return versions
+
+
+def _forward_quarantine(reads: Reads, settings: DbSettings,
+                        flow: Flow) -> Callable[[Pair], Quarantine] | None:
+    """A reverse flow's legacy rows that its forward flow quarantined (furet.quarantine of
+    ``flow.reverse_of``, at their current version) and the target does not hold: never
+    migrated, they stay in the legacy as they are, expected there and nowhere else. Left
+    out of both sides like quarantined rows (and never deleted by ``--delete-extra``)."""
+    if not flow.reverse_of:
+        return None
+    forward = flow.reverse_of
+
+    def kept(pair: Pair) -> Quarantine:
+        try:
+            # the forward flow's source table is the reverse flow's target table
+            versions = ledger.quarantined_versions(reads.conns.get(settings), forward,
+                                                   pair.tm.table)
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, settings, "furet", "quarantine") from None
+        target = pair.target
+        assert isinstance(target, MariaDbSide)  # reverse flows are MariaDB to MariaDB
+        held = quarantine_of(versions, pair.tf.width, pair.numeric_key,
+                             target.current_versions, versioned=bool(pair.tf.version))
+        if not held:
+            return {}
+        in_source = pair.source.current_versions([native for native, _ in held.values()])
+        return {text: row for text, row in held.items() if text not in in_source}
+
+    return kept
 
 
 def _recheck(comparer: Comparer, pair: Pair) -> Callable[[Sequence[Range]], Classified]:
@@ -244,18 +279,19 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
     # the couplings of verify's flags are written once, in the command's contract
     COMMANDS["verify"].check({"repair": options.repair, "delete_extra": options.delete_extra,
                               "overwrite_newer": options.overwrite_newer})
-    flow = load_flow(options.flow, flows_dir=config.flows.dir)
+    flow = load_for(options.flow, config.flows.dir, options.reverse)
     window = parse_window(options.since, options.until)
     check_unversioned(flow, options.tables, window)
     sampler = Sampler(options.sample, options.seed)  # checks the share before any connection
     sink: Reporter = progress or Silent()
     to_cassandra = flow.target_kind == "cassandra"
     source_settings = config.db(flow.source_server)
+    target_settings = config.db(flow.target_server)  # the ledger stays on config.target
     started = time.monotonic()
     report = VerifyReport(
         flow=flow.name, source=f"{source_settings.where} database {flow.source_database}",
         target=(f"{config.cassandra.where} keyspace {flow.target_database}" if to_cassandra
-                else f"{config.target.where} database {flow.target_database}"),
+                else f"{target_settings.where} database {flow.target_database}"),
         started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         since=window.since, until=window.until, sample=options.sample,
         consistency=consistency.value if to_cassandra else "", repair=options.repair,
@@ -269,7 +305,7 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
         stack.callback(source.close)
         target = None
         if not to_cassandra:
-            target = connect(config.target)
+            target = connect(target_settings)
             stack.callback(target.close)
         session = None
         if to_cassandra:
@@ -287,7 +323,8 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
                             window)
         comparer = Comparer(ChunkPlanner(sampler, options.chunk_time, options.initial_chunk),
                             reads, sink, _ledger_versions(reads, config.target, flow.name),
-                            options.max_report_rows)
+                            options.max_report_rows,
+                            _forward_quarantine(reads, config.target, flow))
         compared = []
         for pair in pairs:  # every table is compared before any is repaired
             table_started = time.monotonic()

@@ -16,14 +16,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
 import pytest
 
+from migration.backup.scratch_cassandra import CassandraNode, Ports, scratch_cassandra
 from migration.config import CassandraSettings, DbSettings, FuretConfig, RoundSettings
+from migration.errors import FuretError
 from migration.legacy.schema import init_legacy
 from migration.target.schema import init_target
 
@@ -73,7 +75,10 @@ def _port_free(address: str, port: int) -> bool:
     return True
 
 
-def _start(role: str, address: str, port: int, base: Path, sql_mode: str) -> Server:
+def _start(role: str, address: str, port: int, base: Path, sql_mode: str,
+           extra: Sequence[str] = ()) -> Server:
+    """``extra``: more mariadbd options, after the others (``--log-bin`` overrides
+    ``--skip-log-bin``)."""
     if not _port_free(address, port):
         pytest.fail(f"{address}:{port} is in use: another MariaDB test run? stop it first",
                     pytrace=False)
@@ -94,7 +99,7 @@ def _start(role: str, address: str, port: int, base: Path, sql_mode: str) -> Ser
          "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M",
          "--innodb-flush-log-at-trx-commit=2", "--innodb-autoinc-lock-mode=2",
          "--max-connections=300", "--character-set-server=utf8mb4",
-         "--collation-server=utf8mb4_unicode_ci"],
+         "--collation-server=utf8mb4_unicode_ci", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     server = Server(role, address, port, base, proc)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -164,15 +169,20 @@ def furet_env(servers: dict[str, Server]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def fresh(servers: dict[str, Server]) -> dict[str, Server]:
-    """Empty legacy and target schemas and an empty furet ledger, for one test."""
+def empty_schemas(servers: dict[str, Server]) -> None:
+    """Empty legacy and target schemas, no furet ledger, the legacy server writable."""
     init_legacy(servers["legacy"].settings(), drop=True)
     init_target(servers["target"].settings(), drop=True)
     with contextlib.closing(servers["target"].root()) as conn, conn.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS furet")
     with contextlib.closing(servers["legacy"].root()) as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL read_only = 0")
+
+
+@pytest.fixture
+def fresh(servers: dict[str, Server]) -> dict[str, Server]:
+    """Empty legacy and target schemas and an empty furet ledger, for one test."""
+    empty_schemas(servers)
     return servers
 
 
@@ -195,12 +205,10 @@ CASSANDRA_ADDRESS = "127.0.0.22"  # test_cassandra_dist.py uses .21
 
 
 @pytest.fixture(scope="session")
-def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One Cassandra node from the repo's dist (make cassandra-dist) on 127.0.0.22."""
-    import tarfile
-
-    import yaml
-
+def cassandra_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode]:
+    """One Cassandra node from the repo's dist (make cassandra-dist) on 127.0.0.22, started
+    and stopped by :func:`migration.backup.scratch_cassandra.scratch_cassandra`; its files
+    (data dir, logs) under pytest's tmp dir."""
     repo = Path(__file__).resolve().parents[2]
     current = repo / ".cache" / "cassandra" / "current"
     if not current.exists():
@@ -209,60 +217,21 @@ def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with socket.socket() as sock:
             if sock.connect_ex((CASSANDRA_ADDRESS, port)) == 0:
                 pytest.fail(f"{CASSANDRA_ADDRESS}:{port} is in use", pytrace=False)
-    base = tmp_path_factory.mktemp("cassandra-engine")
-    with tarfile.open(current.resolve()) as tar:
-        tar.extractall(base, filter="data")
-    (home,) = [p for p in base.iterdir() if p.name.startswith("apache-cassandra-")]
-    conf = base / "conf"
-    shutil.copytree(home / "conf", conf)
-    storage = base / "storage"
-    cfg = yaml.safe_load((conf / "cassandra.yaml").read_text()) or {}
-    cfg.update({
-        "cluster_name": "furet-engine-it", "num_tokens": 4,
-        "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
-        "storage_compatibility_mode": "NONE",
-        "data_file_directories": [str(storage / "data")],
-        "commitlog_directory": str(storage / "commitlog"),
-        "saved_caches_directory": str(storage / "saved_caches"),
-        "hints_directory": str(storage / "hints"), "cdc_raw_directory": str(storage / "cdc"),
-        "seed_provider": [{"class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
-                           "parameters": [{"seeds": f"{CASSANDRA_ADDRESS}:7000"}]}],
-        "listen_address": CASSANDRA_ADDRESS, "rpc_address": CASSANDRA_ADDRESS,
-        "storage_port": 7000, "native_transport_port": 9042, "start_native_transport": True,
-        "endpoint_snitch": "GossipingPropertyFileSnitch", "auto_snapshot": False,
-        "authenticator": "AllowAllAuthenticator", "authorizer": "AllowAllAuthorizer",
-        "commitlog_sync": "periodic", "commitlog_sync_period": "10000ms",
-    })
-    (conf / "cassandra.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    logs = base / "logs"
-    logs.mkdir()
-    env = dict(os.environ, CASSANDRA_CONF=str(conf), CASSANDRA_LOG_DIR=str(logs),
-               CASSANDRA_STORAGE_DIR=str(storage), CASSANDRA_HEAP="512m",
-               JMX_HOST=CASSANDRA_ADDRESS, JMX_PORT="7199",
-               JVM_EXTRA_OPTS="-Dcassandra.skip_wait_for_gossip_to_settle=0 "
-                              "-Dcassandra.ring_delay_ms=1000 -Dcassandra.available_processors=2")
-    cmd = [str(home / "bin" / "cassandra"), "-f", "-p", str(base / "cassandra.pid")]
-    if os.geteuid() == 0:
-        cmd.append("-R")
-    with (logs / "stdout.log").open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex((CASSANDRA_ADDRESS, 9042)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (logs / "stdout.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"cassandra on {CASSANDRA_ADDRESS} did not start:\n{tail}")
-            time.sleep(0.5)
-        yield CASSANDRA_ADDRESS
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
+        with scratch_cassandra(current, address=CASSANDRA_ADDRESS, ports=Ports(9042, 7000, 7199),
+                               keep_dir=tmp_path_factory.mktemp("cassandra-engine"),
+                               cluster_name="furet-engine-it", dc="dc1") as node:
+            yield node
+    except FuretError as exc:  # it did not start: the line names its last ERROR
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cassandra_node(cassandra_instance: CassandraNode) -> str:
+    """The address of the suite's Cassandra node (127.0.0.22, CQL port 9042)."""
+    return cassandra_instance.address
+
+
+# The HAProxy fixture (start_haproxy) of the endpoint tests; imported last: it imports this
+# module's servers.
+from tests.integration.haproxy import start_haproxy  # noqa: E402, F401

@@ -234,9 +234,26 @@ def etl_provisioned(provisioned_lab: ProvisionedLab) -> ProvisionedLab:
     return provisioned_lab
 
 
+# -- app1: the application endpoint and the lab's web app ----------------------------------
+
+def _app_problems(lab: ProvisionedLab) -> list[str]:
+    out = _sh(lab.host("app1"), "systemctl is-active haproxy && test -r /etc/furet/furet.yml "
+                                "&& furet endpoint status --json >/dev/null && echo ready")
+    return [] if out.endswith("ready") else [f"app1: {out or 'no endpoint'}"]
+
+
+@pytest.fixture(scope="module")
+def app_provisioned(provisioned_lab: ProvisionedLab) -> ProvisionedLab:
+    """HAProxy (role app_endpoint) and furet with the web app's account on app1."""
+    _ensure("the application endpoint on app1", lambda: _app_problems(provisioned_lab),
+            lambda _: _converge("site.yml", "--limit", "app1"))
+    return provisioned_lab
+
+
 @pytest.fixture(scope="module")
 def platform_ready(legacy_provisioned: ProvisionedLab, galera_healthy: ProvisionedLab,
-                   cassandra_healthy: ProvisionedLab, etl_provisioned: ProvisionedLab
-                   ) -> ProvisionedLab:
-    """Everything a migration needs: legacy1, Galera behind HAProxy, Cassandra, furet."""
+                   cassandra_healthy: ProvisionedLab, etl_provisioned: ProvisionedLab,
+                   app_provisioned: ProvisionedLab) -> ProvisionedLab:
+    """Everything a migration needs: legacy1, Galera behind HAProxy, Cassandra, furet, the
+    application endpoint."""
     return etl_provisioned

@@ -81,3 +81,21 @@ def test_a_runbook_that_would_switch_before_verifying_is_refused(tmp_path: Path)
 """)
     with pytest.raises(FuretError, match="the endpoint switch must come after a verify_gate"):
         load_runbook(shipped=shipped)
+
+
+def test_the_rollback_steps_are_data_too_and_hooks_may_join_them(tmp_path: Path) -> None:
+    runbook = load_runbook()
+    assert [(s.id, s.action, s.downtime) for s in runbook.rollback] == [
+        ("refuse-writes", "switch_endpoint", "start"), ("reverse-final", "reverse_final", "inside"),
+        ("reverse-verify", "reverse_verify", "inside"), ("unfreeze-legacy", "unfreeze", "inside"),
+        ("switch-back", "switch_endpoint", "end")]
+    assert runbook.rollback[0].args == {"to": "refused"}
+    hooks = tmp_path / "hooks.yml"
+    hooks.write_text("steps:\n  - {id: page-oncall, after: switch-back, action: command, "
+                     "args: {hosts: local, run: 'true'}}\n")
+    with_hook = load_runbook(hooks)
+    assert [s.id for s in with_hook.rollback][-1] == "page-oncall"
+    assert [s.id for s in with_hook.steps] == [s.id for s in runbook.steps]
+    # `resume` refuses a run whose runbook changed: the hooks file is part of the digest
+    assert with_hook.sha256 != runbook.sha256 and len(runbook.sha256) == 64
+    assert load_runbook().sha256 == runbook.sha256

@@ -23,6 +23,7 @@ PREFIXES = {
     "common": "common_",
     "mariadb_galera": "galera_",
     "haproxy_galera": "haproxy_galera_",
+    "app_endpoint": "app_endpoint_",
     "cassandra": "cassandra_",
     "etl_runner": "etl_runner_",
     "legacy_mysql": "legacy_mysql_",
@@ -34,6 +35,7 @@ TAGS = {
     "haproxy_galera": "haproxy",
     "cassandra": "cassandra",
     "etl_runner": "etl",
+    "app_endpoint": "app_endpoint",
     "legacy_mysql": "legacy",
 }
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
@@ -152,7 +154,7 @@ def test_every_tasks_from_names_an_entry_point_with_its_own_specs() -> None:
         ("mariadb_galera", "recover_preflight"), ("mariadb_galera", "recover"),
         ("mariadb_galera", "rolling_restart"), ("haproxy_galera", "drain"),
         ("haproxy_galera", "undrain"), ("cassandra", "rolling_restart"),
-        ("cassandra", "repair"), ("common", "preflight"),
+        ("cassandra", "repair"), ("common", "preflight"), ("etl_runner", "binary"),
     }
     for where, role, tasks_from in includes:
         assert not re.search(r"\.ya?ml$", tasks_from), (
