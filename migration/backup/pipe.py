@@ -150,7 +150,9 @@ class CompressPipe:
     def _guard(self, work: Callable[[], None]) -> None:
         try:
             work()
-        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+        # BLE001: anything a thread raises (even KeyboardInterrupt) must reach the caller:
+        # it is kept here, and finish() turns it into the one-line error it raises
+        except BaseException as exc:  # noqa: BLE001
             self.failures.append(exc)
             self._kill()  # the other end would wait on a pipe nobody reads any more
         finally:

@@ -171,10 +171,15 @@ def _estimate(step: Step, journal: dict[str, Any]) -> float:
     return 0.0
 
 
+def freeze_marks(steps: Sequence[Step]) -> tuple[str | None, str | None]:
+    """The ids of the steps that start and end the write freeze."""
+    return (next((s.id for s in steps if s.downtime == "start"), None),
+            next((s.id for s in steps if s.downtime == "end"), None))
+
+
 def _frozen_since(steps: Sequence[Step], journal: dict[str, Any]) -> float | None:
     """When the freeze started (the target's clock), if it has and has not ended."""
-    start = next((s.id for s in steps if s.downtime == "start"), None)
-    end = next((s.id for s in steps if s.downtime == "end"), None)
+    start, end = freeze_marks(steps)
     rows = {r["step_id"]: r for r in journal["steps"]}
     if start not in rows or (end in rows and rows[end]["status"] == "ok"):
         return None
@@ -284,9 +289,9 @@ def abort(platform: Platform, runbook: Runbook, who: str,
         raise FuretError("cutover: no unfinished run to abort")
     run_id = int(run_row["run_id"])
     rows = {r["step_id"]: r for r in run_row["steps"]}
-    switch = next((s for s in runbook.steps if s.downtime == "end"), None)
-    if run_row["kind"] == "cutover" and switch is not None and switch.id in rows:
-        raise FuretError(f"cutover run {run_id}: step {switch.id} has run (the application "
+    switch = freeze_marks(runbook.steps)[1]
+    if run_row["kind"] == "cutover" and switch is not None and switch in rows:
+        raise FuretError(f"cutover run {run_id}: step {switch} has run (the application "
                          "may write to Galera): `fab cutover resume` to finish, or "
                          "`fab cutover rollback` after it")
     options = _options_of(run_row, who)
@@ -303,9 +308,9 @@ def rollback(platform: Platform, runbook: Runbook, options: CutoverOptions,
     """After a switch: the application refused, the last reverse round, a reverse verify,
     the legacy writable and the endpoint back on it (the runbook's ``rollback:`` steps)."""
     last = journal_show(platform, kind="cutover")
-    switch = next(s for s in runbook.steps if s.downtime == "end")
+    switch = freeze_marks(runbook.steps)[1]
     switched = last is not None and any(
-        r["step_id"] == switch.id and r["status"] in ("ok", "started") for r in last["steps"])
+        r["step_id"] == switch and r["status"] in ("ok", "started") for r in last["steps"])
     if not switched:
         raise FuretError("cutover: nothing to roll back (no cutover run has switched the "
                          "endpoint); `fab cutover abort` ends a run before its switch")
@@ -371,8 +376,7 @@ def _switch_plan(host: str, result: Any) -> str:
 
 def downtime(steps: Sequence[Step], journal: Mapping[str, Any]) -> float | None:
     """Seconds from the freeze's start to the end of the step that ends it (journal)."""
-    start = next((s.id for s in steps if s.downtime == "start"), None)
-    end = next((s.id for s in steps if s.downtime == "end"), None)
+    start, end = freeze_marks(steps)
     rows = {r["step_id"]: r for r in journal["steps"]}
     if start in rows and end in rows and rows[end]["finished_at"] is not None:
         return float(rows[end]["finished_at"]) - float(rows[start]["started_at"])

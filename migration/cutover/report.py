@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from migration.config import FuretConfig
-from migration.cutover.engine import downtime
+from migration.cutover.engine import downtime, freeze_marks
 from migration.cutover.runbook import Runbook, Step, load_runbook
 from migration.errors import FuretError
 from migration.legacy.traffic import Write, read_acked
@@ -110,8 +110,7 @@ def _timeline(run: Mapping[str, Any], rows: Sequence[dict[str, Any]],
 def _freeze(run: Mapping[str, Any], rows: Sequence[dict[str, Any]],
             plan: Sequence[Step]) -> dict[str, Any] | None:
     """The write freeze of one run (None when it never started)."""
-    start = next((s.id for s in plan if s.downtime == "start"), None)
-    end = next((s.id for s in plan if s.downtime == "end"), None)
+    start, end = freeze_marks(plan)
     by_id = {r["step_id"]: r for r in rows}
     if start not in by_id:
         return None

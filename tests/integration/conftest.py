@@ -232,6 +232,7 @@ def cassandra_node(cassandra_instance: CassandraNode) -> str:
     return cassandra_instance.address
 
 
-# The HAProxy fixture (start_haproxy) of the endpoint tests; imported last: it imports this
-# module's servers.
+# The HAProxy fixture (start_haproxy) of the endpoint tests. E402: imported last, because
+# tests/integration/haproxy.py imports this module's servers; F401: pytest finds a fixture
+# by its name in a conftest, so the import is its use.
 from tests.integration.haproxy import start_haproxy  # noqa: E402, F401

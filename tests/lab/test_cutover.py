@@ -155,7 +155,9 @@ def test_cutover_plan_kill_resume_rollback_and_downtime(
 
         # 2. run, killed after the freeze; resume, killed after the switch; resume
         log = tmp_path / "fab.log"
-        steps_of = lambda: {(s, st) for s, st, _ in journal(galera1)}  # noqa: E731
+        def steps_of() -> set[tuple[str, str]]:
+            return {(step, status) for step, status, _ in journal(galera1)}
+
         proc = fab_background("cutover", "run", log=log)
         kill_when(proc, "freeze journaled ok", lambda: ("freeze", "ok") in steps_of())
         assert node_sql(legacy1, "SELECT @@global.read_only") == "1"
