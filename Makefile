@@ -50,10 +50,12 @@ lab-status: ## One line per lab host
 	@$(BIN)/furet lab status
 
 DEMO_QUOTES ?= 20000
-demo: lab-up ## The main job on the lab: provision every host, a migration rehearsal, the cutover
+demo: lab-up ## The main job on the lab: provision every host, a migration rehearsal, backups, the cutover
 	@$(BIN)/ansible-playbook playbooks/site.yml
 	@$(BIN)/fab rehearsal --quotes $(DEMO_QUOTES)
 	@$(BIN)/fab unfreeze
+	@$(BIN)/ansible-playbook playbooks/backup.yml
+	@$(BIN)/ansible-playbook playbooks/restore_test.yml
 	@$(BIN)/fab cutover run
 	@$(BIN)/furet hosts
 
@@ -69,9 +71,10 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt
 
 SOAK_TRIALS      ?= 20
 SOAK_KILL_POINTS ?= 50
-soak: deps ## Long trials: Galera recoveries and a power loss (lab), round kill points, molecule
+soak: deps ## Long trials: Galera recoveries and a power loss, Cassandra's rolling restart under load (lab), round kill points, molecule
 	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) FURET_POWER_LOSS=1 \
 		$(BIN)/pytest -v -p no:cacheprovider tests/lab/test_galera_faults.py \
+		tests/lab/test_cassandra_faults.py \
 		tests/integration/test_round_kill_points.py tests/lab/test_molecule_scenarios.py
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
@@ -84,7 +87,7 @@ unit: venv ## Unit tests only (no lab, no servers)
 	@$(BIN)/pytest -q tests/unit
 
 test: deps lint ## Everything but molecule and the long trials: lint, unit, integration, lab
-	@$(BIN)/pytest -v --durations=15 -m "not molecule" tests
+	@$(BIN)/pytest -v --durations=15 -m "not molecule and not soak" tests
 
 molecule: deps ## The roles' molecule scenarios (create, converge, idempotence, verify, destroy)
 	@$(BIN)/pytest -v -p no:cacheprovider -m molecule tests/lab/test_molecule_scenarios.py

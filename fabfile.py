@@ -20,7 +20,8 @@ round, status, verify, freeze, unfreeze, add-version, flow-init and target-schem
 from the command contract
 (migration/contract.py): they take every option furet's command takes remotely, and the
 group's (--target-host...); `fab --help TASK` lists them. Every task takes
-``-i/--inventory`` (else FURET_INVENTORY, else inventories/lab/hosts.yml) and ``-o/--on``
+``-i/--inventory`` (else FURET_INVENTORY, else inventories/lab/hosts.yml), ``--vault-password-file``
+(else ANSIBLE_VAULT_PASSWORD_FILE, else asked in a terminal) and ``-o/--on``
 (inventory names or groups, comma separated; default the host of ``fab -H``, else the
 ``etl`` group). round, verify, freeze, unfreeze, add-version, flow-init, target-schema and
 rehearsal run on exactly one host. The remote output streams back live; at the end one
@@ -55,11 +56,13 @@ target_schema = fabric_tasks.contract_task("target_schema")
 
 
 @task(help=_COMMON_HELP)
-def version(c: Context, inventory: str | None = None, on: str | None = None) -> None:
+def version(c: Context, inventory: str | None = None, on: str | None = None,
+            vault_password_file: str | None = None) -> None:
     """furet --version on every selected host (is it installed, which build)."""
     fabric_tasks.conclude("version", lambda: (fabric_tasks.execute(
         "version", ["--version"],
-        fabric_tasks.resolve_inventory(inventory, os.environ, fabric_tasks.identity(c)),
+        fabric_tasks.resolve_inventory(inventory, os.environ, fabric_tasks.identity(c),
+                                       vault_password_file),
         fabric_tasks.patterns_for(c, on)), []))
 
 
@@ -68,7 +71,8 @@ def version(c: Context, inventory: str | None = None, on: str | None = None) -> 
             "rate": "Web-app transactions per second during the rounds (default 30).",
             **_COMMON_HELP})
 def rehearsal(c: Context, quotes: str = "20000", rounds: str = "3", rate: str = "30",
-              inventory: str | None = None, on: str | None = None) -> None:
+              inventory: str | None = None, on: str | None = None,
+              vault_password_file: str | None = None) -> None:
     """Lab only: re-seed the legacy, run rounds under traffic, freeze, final round of
     every flow (migration/rehearsal.py)."""
     from migration import rehearsal as rehearsal_mod
@@ -79,7 +83,8 @@ def rehearsal(c: Context, quotes: str = "20000", rounds: str = "3", rate: str = 
         except ValueError as exc:
             raise Exit(f"fab rehearsal: error: {exc}", code=EXIT_USER_ERROR) from None
         report = rehearsal_mod.run_rehearsal(
-            fabric_tasks.resolve_inventory(inventory, os.environ, fabric_tasks.identity(c)),
+            fabric_tasks.resolve_inventory(inventory, os.environ, fabric_tasks.identity(c),
+                                           vault_password_file),
             fabric_tasks.patterns_for(c, on), steps)
     for line in report.lines():
         print(line, file=sys.stderr, flush=True)
@@ -96,10 +101,16 @@ CUTOVER_ACTIONS = ("plan", "run", "resume", "abort", "rollback", "status")
     "flows": "Flows of the rounds, comma separated (default runtime,cassandra_prod,rt_bo).",
     "verify_flows": "Flows the verify gate checks (default runtime,cassandra_prod).",
     "reverse_flows": "Flows copied back to the legacy after the switch (default runtime).",
-    "inventory": _COMMON_HELP["inventory"]})
+    "backups": "Backups the preflight wants recent and restore-tested (default "
+               "legacy,galera,cassandra; none: no backup gate).",
+    "max_backup_age": "How old the newest backup of each kind may be (default 24h).",
+    "inventory": _COMMON_HELP["inventory"],
+    "vault_password_file": _COMMON_HELP["vault_password_file"]})
 def cutover(c: Context, action: str, max_downtime: str = "120", hooks: str | None = None,
             flows: str | None = None, verify_flows: str | None = None,
-            reverse_flows: str | None = None, inventory: str | None = None) -> None:
+            reverse_flows: str | None = None, backups: str | None = None,
+            max_backup_age: str = "24h", inventory: str | None = None,
+            vault_password_file: str | None = None) -> None:
     """The cutover runbook (migration/cutover): plan (dry-run), run, resume, abort,
     rollback, status."""
     from migration.cutover import operator
@@ -107,8 +118,9 @@ def cutover(c: Context, action: str, max_downtime: str = "120", hooks: str | Non
     with fabric_tasks.guarded(f"cutover {action}"):  # one line, never a traceback
         code = operator.main(
             action, fabric_tasks.resolve_inventory(inventory, os.environ,
-                                                   fabric_tasks.identity(c)),
+                                                   fabric_tasks.identity(c),
+                                                   vault_password_file),
             max_downtime=max_downtime, hooks=hooks, flows=flows, verify_flows=verify_flows,
-            reverse_flows=reverse_flows)
+            reverse_flows=reverse_flows, backups=backups, max_backup_age=max_backup_age)
     if code:
         raise Exit(code=code)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.lab import REPO, LabEndpoints
 from migration.config import DbSettings
+from migration.lab.config import lab_ca_file
 
 CACHE = REPO / ".cache" / "bench"
 CQLSH_VERSION = "6.2.2"
@@ -110,8 +111,10 @@ def ensure_cqlsh() -> Path:
 
 def _cqlshrc(lab: LabEndpoints) -> Path:
     rc = CACHE / "cqlshrc"
+    # The ring takes TLS clients only; cqlsh checks the nodes' certificates with the CA.
     rc.write_text(f"[authentication]\nusername = {lab.cassandra_user}\n"
-                  f"password = {lab.cassandra_password}\n")
+                  f"password = {lab.cassandra_password}\n"
+                  f"[connection]\nssl = true\n[ssl]\ncertfile = {lab_ca_file()}\nvalidate = true\n")
     rc.chmod(0o600)
     return rc
 

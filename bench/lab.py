@@ -15,6 +15,7 @@ import yaml
 from migration.config import DbSettings
 from migration.fabric_tasks import furet_command
 from migration.inventory import InventoryHost
+from migration.lab.config import GALERA_SERVICE_NAME, lab_ca_file
 from migration.remote import connection_for, select_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,9 +44,11 @@ class LabEndpoints:
 def endpoints() -> LabEndpoints:
     return LabEndpoints(
         legacy=DbSettings("legacy", host("legacy1").address, 3306, "furet",
-                          lab_var("etl", "etl_runner_legacy_password")),
+                          lab_var("etl", "etl_runner_legacy_password"),
+                          ssl_ca=str(lab_ca_file())),
         target=DbSettings("target", host("etl1").address, 3306, "furet",
-                          lab_var("etl", "etl_runner_target_password")),
+                          lab_var("etl", "etl_runner_target_password"),
+                          ssl_ca=str(lab_ca_file()), ssl_server_name=GALERA_SERVICE_NAME),
         cassandra_hosts=[h.address for h in select_hosts(INVENTORY, ["cassandra"])],
         cassandra_user="furet",
         cassandra_password=lab_var("etl", "etl_runner_cassandra_password"))

@@ -142,11 +142,18 @@ def lab_status() -> None:
 @cli.command("hosts")
 @click.option("-i", "--inventory", default="inventories/lab/hosts.yml", show_default=True,
               envvar="FURET_INVENTORY", help="Ansible inventory to read.")
+@click.option("--vault-password-file", default=None,
+              help="Password of the inventory's ansible-vault files (default: "
+                   "$ANSIBLE_VAULT_PASSWORD_FILE, ansible.cfg's vault_password_file, else asked "
+                   "in a terminal).")
 @click.argument("patterns", nargs=-1)
-def hosts(inventory: str, patterns: tuple[str, ...]) -> None:
+def hosts(inventory: str, vault_password_file: str | None, patterns: tuple[str, ...]) -> None:
     """Summary of inventory hosts (or of the named hosts/groups), read over SSH."""
     from migration.hosts_summary import summarise
+    from migration.inventory import use_vault_password_file
     from migration.remote import select_hosts
+
+    use_vault_password_file(vault_password_file)
 
     rows = summarise(select_hosts(inventory, patterns))
     table = Table("host", "groups", "dc/rack", "address", "os", "cpu", "mem MiB", "tz",
@@ -342,12 +349,17 @@ def legacy() -> None:
 
 @legacy.command("init")
 @click.option("--drop", is_flag=True, help="Drop lf_runtime and lf_bo first (all data!).")
+@click.option("--i-know-this-is-production", "confirmed", is_flag=True,
+              help="Do it even where the settings say production (site.production).")
 @click.pass_context
-def legacy_init(ctx: click.Context, drop: bool) -> None:
+def legacy_init(ctx: click.Context, drop: bool, confirmed: bool) -> None:
     """Create the legacy schemas lf_runtime (customer, quote, offer) and lf_bo."""
+    from migration.guard import refuse_on_production
     from migration.legacy.schema import init_legacy
 
     config = _config(ctx)
+    refuse_on_production(config, "legacy init", f"{'drop and ' if drop else ''}create the "
+                         f"demo schemas lf_runtime, lf_bo on {config.legacy.where}", confirmed)
     done = init_legacy(config.legacy, drop=drop)
     _say(f"{config.legacy.where}: schemas {', '.join(done)} ready")
 
@@ -360,13 +372,18 @@ def legacy_init(ctx: click.Context, drop: bool) -> None:
               help="Dirty rows per thousand (zero dates, latin1 bytes, NULL prices).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--i-know-this-is-production", "confirmed", is_flag=True,
+              help="Do it even where the settings say production (site.production).")
 @click.pass_context
 def legacy_seed(ctx: click.Context, quotes: int, seed_value: int, dirt_per_thousand: float,
-                as_json: bool, no_progress: bool) -> None:
+                as_json: bool, no_progress: bool, confirmed: bool) -> None:
     """Fill the legacy schemas with nine years of realistic, slightly dirty data."""
+    from migration.guard import refuse_on_production
     from migration.legacy.seed import seed
 
     config = _config(ctx)
+    refuse_on_production(config, "legacy seed", f"write {quotes} invented quotes into "
+                         f"lf_runtime on {config.legacy.where}", confirmed)
     with reporter(err_console, "seed", not no_progress) as progress:
         for table in ("lf_runtime.customer", "lf_runtime.quote", "lf_runtime.offer"):
             progress.table(table, None)
@@ -427,28 +444,36 @@ def legacy_traffic(ctx: click.Context, rate: float, duration: float, late_share:
 @legacy.command("traffic-check")
 @click.option("--acked", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="The log written by `furet legacy traffic --acked`.")
-@click.option("--on", "side", type=click.Choice(["legacy", "target"]), default="legacy",
-              show_default=True,
-              help="Check against the legacy server as the web app reaches it, or the target.")
+@click.option("--on", "side", type=click.Choice(["legacy", "target", "cassandra"]),
+              default="legacy", show_default=True,
+              help="Check against the legacy server as the web app reaches it, the target, or "
+                   "Cassandra (the writes the Cassandra flows' final rounds copied; rows keyed "
+                   "from the target).")
 @click.pass_context
 def legacy_traffic_check(ctx: click.Context, acked: Path, side: str) -> None:
     """Every write the web app got acknowledged is there (that version or a later one)."""
+    from migration.legacy.acked_cassandra import check_acked_cassandra
     from migration.legacy.traffic import check_acked
 
     config = _config(ctx)
-    settings = config.legacy_app if side == "legacy" else config.target
-    result = check_acked(settings, acked)
+    if side == "cassandra":
+        where = config.cassandra.where
+        result = check_acked_cassandra(config, config.target, acked)
+    else:
+        settings = config.legacy_app if side == "legacy" else config.target
+        where = settings.where
+        result = check_acked(settings, acked)
     for what in result.missing[:20]:
         _say(f"missing: {what}")
     if result.missing:
-        raise FuretError(f"{settings.where}: {len(result.missing)} of {result.checked} "
+        raise FuretError(f"{where}: {len(result.missing)} of {result.checked} "
                          "acknowledged writes are missing")
     if result.quarantined:
-        _say(f"{settings.where}: {result.checked - result.quarantined} of {result.checked} "
+        _say(f"{where}: {result.checked - result.quarantined} of {result.checked} "
              "acknowledged writes are there; the other "
              f"{result.quarantined} went to rows furet quarantined (see furet status)")
     else:
-        _say(f"{settings.where}: all {result.checked} acknowledged writes are there")
+        _say(f"{where}: all {result.checked} acknowledged writes are there")
 
 
 @contract.click_command(legacy, "freeze")
@@ -498,12 +523,18 @@ def target() -> None:
 @target.command("init")
 @click.option("--drop", is_flag=True,
               help="Drop the target lf_runtime and lf_bo first and empty furet's ledger.")
+@click.option("--i-know-this-is-production", "confirmed", is_flag=True,
+              help="Do it even where the settings say production (site.production).")
 @click.pass_context
-def target_init(ctx: click.Context, drop: bool) -> None:
+def target_init(ctx: click.Context, drop: bool, confirmed: bool) -> None:
     """Create the target schemas lf_runtime and lf_bo (utf8mb4, strict)."""
+    from migration.guard import refuse_on_production
     from migration.target.schema import init_target
 
     config = _config(ctx)
+    if drop:
+        refuse_on_production(config, "target init --drop", "drop lf_runtime, lf_bo on "
+                             f"{config.target.where} and empty furet's ledger", confirmed)
     done = init_target(config.target, drop=drop)
     _say(f"{config.target.where}: schemas {', '.join(done)} ready")
 
@@ -581,13 +612,19 @@ def cassandra() -> None:
 @click.option("--replication", default=None,
               help="CQL replication map (default: NetworkTopologyStrategy rbx 3, gra 3).")
 @click.option("--truncate", is_flag=True, help="Empty the query tables (a new rehearsal).")
+@click.option("--i-know-this-is-production", "confirmed", is_flag=True,
+              help="Do it even where the settings say production (site.production).")
 @click.pass_context
 def cassandra_init(ctx: click.Context, keyspace: str, replication: str | None,
-                   truncate: bool) -> None:
+                   truncate: bool, confirmed: bool) -> None:
     """Create the keyspace and the query tables of migration/target/cql/prod.cql."""
+    from migration.guard import refuse_on_production
     from migration.target.cassandra_schema import DEFAULT_REPLICATION, init_cassandra
 
     config = _config(ctx)
+    if truncate:
+        refuse_on_production(config, "cassandra init --truncate", "empty the query tables "
+                             f"of keyspace {keyspace} on {config.cassandra.where}", confirmed)
     tables = init_cassandra(config.cassandra, keyspace, replication or DEFAULT_REPLICATION,
                             truncate)
     _say(f"{config.cassandra.where}: keyspace {keyspace} with {', '.join(tables)}"
@@ -761,54 +798,76 @@ def backup() -> None:
 
 @contract.click_command(backup, "backup_legacy")
 @click.pass_context
-def backup_legacy_cmd(ctx: click.Context, to: str, databases: tuple[str, ...]) -> None:
+def backup_legacy_cmd(ctx: click.Context, to: str, databases: tuple[str, ...],
+                      record: bool) -> None:
     """Back up the legacy master with its checksums at the dump's point."""
     from migration.backup.legacy import DEFAULT_DATABASES, backup_legacy
 
-    result = backup_legacy(_config(ctx), to, databases or DEFAULT_DATABASES)
+    config = _config(ctx)
+    result = backup_legacy(config, to, databases or DEFAULT_DATABASES)
     console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
                   soft_wrap=True)  # one line, however long
+    _record_backup(config, to, record)
+
+
+def _record_backup(config: FuretConfig, directory: str, record: bool) -> None:
+    if record:
+        from migration.backup.catalog import record_backup
+
+        _say_line(record_backup(config, directory))
 
 
 @contract.click_command(backup, "backup_galera")
 @click.pass_context
 def backup_galera_cmd(ctx: click.Context, to: str, stream_command: str,
                       databases: tuple[str, ...], source_host: str | None,
-                      source_port: int | None, lock_wait: float, workdir: str | None) -> None:
+                      source_port: int | None, lock_wait: float, workdir: str | None,
+                      record: bool) -> None:
     """Back up a Galera node (mariadb-backup stream) with its checksums, locks held."""
     from migration.backup.galera import DEFAULT_DATABASES, backup_galera
 
-    result = backup_galera(_config(ctx), to, stream_command, databases or DEFAULT_DATABASES,
+    config = _config(ctx)
+    result = backup_galera(config, to, stream_command, databases or DEFAULT_DATABASES,
                            source_host=source_host, source_port=source_port,
                            lock_wait_s=lock_wait, workdir=workdir)
     console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
                   soft_wrap=True)  # one line, however long
+    _record_backup(config, to, record)
 
 
 @contract.click_command(backup, "backup_cassandra")
 @click.pass_context
 def backup_cassandra_cmd(ctx: click.Context, to: str, nodes: tuple[str, ...],
-                         flows: tuple[str, ...], splits: int, lock_wait: float) -> None:
+                         flows: tuple[str, ...], splits: int, lock_wait: float,
+                         record: bool) -> None:
     """Back up the Cassandra ring (snapshots streamed per node) with its checksums, locks
     held."""
     from migration.backup.cassandra import backup_cassandra
 
-    result = backup_cassandra(_config(ctx), to, nodes, flows=flows, splits=splits,
+    config = _config(ctx)
+    result = backup_cassandra(config, to, nodes, flows=flows, splits=splits,
                               lock_wait_s=lock_wait)
     for left in result.leftovers:
         _say_line(f"warning: {left}")
     console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,
                   soft_wrap=True)  # one line, however long
+    _record_backup(config, to, record)
 
 
 @contract.click_command(backup, "backup_restore_test")
-def backup_restore_test_cmd(directory: str, workdir: str | None,
-                            cassandra_dist: str | None) -> None:
+@click.pass_context
+def backup_restore_test_cmd(ctx: click.Context, directory: str, workdir: str | None,
+                            cassandra_dist: str | None, record: bool) -> None:
     """Restore a backup (legacy dump or Galera archive) into a scratch server and compare it
     with its checksums."""
     from migration.backup.restore import restore_test
 
     result = restore_test(directory, workdir=workdir, cassandra_dist=cassandra_dist)
+    if record:
+        from migration.backup.catalog import record_restore
+
+        _say_line(record_restore(_config(ctx), directory, result.passed,
+                                 "" if result.passed else result.line))
     if not result.passed:
         raise FuretError(result.line)
     console.print(line(("furet", "bold cyan"), " ", result.line), highlight=False,

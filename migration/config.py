@@ -9,7 +9,7 @@ Order (a later source overrides an earlier one, key by key):
        legacy:    {host: 10.0.0.11, port: 3306, user: furet, password: ...}
        target:    {host: 10.0.0.41, port: 3306, user: furet, password: ...}
        cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...,
-                   write_consistency: LOCAL_QUORUM}
+                   write_consistency: LOCAL_QUORUM, ssl_ca: /etc/furet/tls/ca.crt}
        rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 2000, batch_bytes: 2000000,
                    overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0}
        traffic:   {user: webapp, password: ...}   # lab only: `furet legacy traffic`
@@ -52,6 +52,12 @@ class DbSettings:
     password: str = field(default="", repr=False)
     unix_socket: str = ""
     connect_timeout: int = 10
+    # TLS: a CA file makes TLS required and the server's certificate verified against it
+    # ("" = no TLS setting). ssl_server_name: the name checked in that certificate when it
+    # is not `host` (behind HAProxy: the service name every Galera node carries).
+    ssl_ca: str = ""
+    ssl_server_name: str = ""
+    ssl_verify_identity: bool = True
 
     @property
     def where(self) -> str:
@@ -69,6 +75,10 @@ class CassandraSettings:
     # rounds' and repairs' writes (migration.enums.WriteConsistency): a batch's checkpoint
     # advances only once this many replicas acknowledged its rows
     write_consistency: str = "LOCAL_QUORUM"
+    # CA file: TLS to every node, its certificate verified ("" = no TLS)
+    ssl_ca: str = ""
+    # and each node's address (its IP) checked against the certificate's SANs
+    ssl_verify_identity: bool = True
 
     @property
     def where(self) -> str:
@@ -97,6 +107,15 @@ class TrafficSettings:
 
 
 @dataclass(frozen=True)
+class SiteSettings:
+    """What the settings are for. ``production``: written true by the etl_runner role for
+    an inventory without ``furet_lab: true``; the commands that drop or fill demo schemas
+    then refuse without --i-know-this-is-production (:mod:`migration.guard`)."""
+
+    production: bool = False
+
+
+@dataclass(frozen=True)
 class FlowSettings:
     """Where ``--flow NAME`` also looks, after the shipped flows: the directory the
     etl_runner role deploys the inventory's flows to. Empty: shipped flows only."""
@@ -112,6 +131,7 @@ class FuretConfig:
     rounds: RoundSettings = RoundSettings()
     traffic: TrafficSettings = TrafficSettings()
     flows: FlowSettings = FlowSettings()
+    site: SiteSettings = SiteSettings()
     source_file: str = ""
 
     def db(self, server: str) -> DbSettings:
@@ -129,7 +149,7 @@ class FuretConfig:
         return replace(self.legacy, user=self.traffic.user, password=self.traffic.password)
 
 
-_SECTIONS = ("legacy", "target", "cassandra", "rounds", "traffic", "flows")
+_SECTIONS = ("legacy", "target", "cassandra", "rounds", "traffic", "flows", "site")
 # settings whose value is one of a closed set of words (checked, upper-cased)
 _CHOICES: dict[tuple[str, str], tuple[type[StrEnum], str]] = {
     ("cassandra", "write_consistency"): (

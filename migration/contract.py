@@ -436,6 +436,8 @@ ENDPOINT_MAP = Option("--map", help="The map file of haproxy.cfg's use_backend, 
 # `furet backup legacy|galera|cassandra`'s shared options.
 BACKUP_TO = Option("--to", help="The backup's directory (new or empty).", required=True,
                    metavar="DIR")
+RECORD = Option("--record", FLAG, "Record it in the ledger on the target (furet.backups), "
+                "which the cutover's preflight reads.")
 LOCK_WAIT = Option("--lock-wait", FLOAT, "Seconds to wait for running rounds to release their "
                    "flow locks before refusing.", default=300.0, minimum=0)
 LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
@@ -450,7 +452,8 @@ LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
             options=(
                 BACKUP_TO,
                 Option("--database", help="A database to back up (repeatable; default: "
-                       "lf_runtime and lf_bo).", multiple=True, dest_name="databases"))),
+                       "lf_runtime and lf_bo).", multiple=True, dest_name="databases"),
+                RECORD)),
     Command("backup_galera", ("backup", "galera"),
             "Back up a Galera node, run on the backup host: the mariadb-backup xbstream that "
             "--stream-command writes on stdout goes through zstd into DIR (sha256 taken as it "
@@ -472,7 +475,8 @@ LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
                        minimum=1, maximum=65535),
                 LOCK_WAIT,
                 Option("--workdir", help="Where the archive is extracted and prepared once "
-                       "(default: DIR; needs the datadir's size free).", metavar="DIR"))),
+                       "(default: DIR; needs the datadir's size free).", metavar="DIR"),
+                RECORD)),
     Command("backup_cassandra", ("backup", "cassandra"),
             "Back up the Cassandra ring, run on the backup host: under the locks of the "
             "Cassandra flows, a tagged snapshot of their keyspaces on every node (checked with "
@@ -492,7 +496,7 @@ LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
                        multiple=True, dest_name="flows"),
                 Option("--splits", INT, "Token ranges of the checksums.", default=256,
                        minimum=1, maximum=65536),
-                LOCK_WAIT)),
+                LOCK_WAIT, RECORD)),
     Command("backup_restore_test", ("backup", "restore-test"),
             "Prove the backup in DIR restores: check its files' sha256, load the dump (legacy) "
             "or extract and prepare the archive (galera) into a scratch mariadbd, or import "
@@ -506,7 +510,9 @@ LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
                        "free).", metavar="DIR"),
                 Option("--cassandra-dist", help="cassandra: the Cassandra distribution of the "
                        "scratch node, unpacked or its tarball (default: /opt/cassandra).",
-                       metavar="PATH", envvar="FURET_CASSANDRA_DIST"))),
+                       metavar="PATH", envvar="FURET_CASSANDRA_DIST"),
+                Option("--record", FLAG, "Record the result in the ledger against the "
+                       "backup's manifest (the backup was taken with --record)."))),
     Command("endpoint_status", ("endpoint", "status"),
             "Where the application's database endpoint (HAProxy) sends new connections, per "
             "its map file and per its memory (exit 2 when they disagree), and each backend's "
@@ -532,6 +538,10 @@ FAB_COMMON: tuple[Option, ...] = (
                                "inventories/lab/hosts.yml).", remote=False),
     Option("--on", help="Hosts or groups, comma separated (default: fab -H's host, else "
                         "the etl group).", remote=False),
+    Option("--vault-password-file", help="Password of the inventory's ansible-vault files "
+                                         "(default: $ANSIBLE_VAULT_PASSWORD_FILE, ansible.cfg's "
+                                         "vault_password_file, else asked in a terminal).",
+           remote=False),
 )
 
 

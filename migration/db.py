@@ -7,6 +7,7 @@ server (role, host, port), the database and the table, and never the password.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,49 @@ class DbError(FuretError):
         self.code = code
 
 
+class _NamedServerContext(ssl.SSLContext):
+    """A client context that checks ``server_name`` in the server's certificate instead of
+    the address connected to (PyMySQL passes its ``host``): behind HAProxy furet reaches
+    127.0.0.1, and the Galera node it lands on proves the cluster's service name."""
+
+    server_name: str | None = None
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        if self.server_name:
+            kwargs["server_hostname"] = self.server_name
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+def tls_context(settings: DbSettings) -> ssl.SSLContext | None:
+    """The verifying TLS context of ``settings`` (None without ``ssl_ca``): TLS 1.2 at
+    least, the certificate checked against the CA and the name. Given a context PyMySQL
+    refuses a server without TLS rather than fall back to plain text."""
+    if not settings.ssl_ca:
+        return None
+    context = _NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cafile=settings.ssl_ca)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise FuretError(f"{settings.where}: TLS CA file {settings.ssl_ca}: {reason}") from None
+    context.check_hostname = settings.ssl_verify_identity
+    if not settings.ssl_verify_identity:
+        context.verify_mode = ssl.CERT_REQUIRED
+    context.server_name = settings.ssl_server_name or None
+    return context
+
+
+def _tls_reason(exc: BaseException) -> str | None:
+    """What a failed TLS handshake says (PyMySQL wraps it in error 2003), or None."""
+    original = getattr(exc, "original_exception", None)
+    if isinstance(original, ssl.SSLCertVerificationError):
+        return original.verify_message or original.reason or str(original)
+    if isinstance(original, ssl.SSLError):
+        return original.reason or str(original)
+    return None
+
+
 def db_error(exc: BaseException, settings: DbSettings, database: str = "",
              table: str = "") -> FuretError:
     """One line: ``legacy 127.0.0.11:3306 db lf_runtime table quote: <what>``."""
@@ -63,8 +107,20 @@ def db_error(exc: BaseException, settings: DbSettings, database: str = "",
     if table:
         where += f" table {table}"
     message = str(exc.args[1]) if len(getattr(exc, "args", ())) > 1 else str(exc)
-    if code == 1045:
+    tls = _tls_reason(exc)
+    if tls is not None:
+        what = (f"TLS: {tls} (CA {settings.ssl_ca}, name "
+                f"{settings.ssl_server_name or settings.host})")
+    elif code == 1045 and not settings.ssl_ca:
+        what = (f"access denied for user {settings.user!r} (if the server requires TLS: "
+                f"set {settings.role}.ssl_ca)")
+    elif code == 1045:
         what = f"access denied for user {settings.user!r}"
+    elif code == 1130:
+        what = ("this client's address is not allowed (the server's accounts are bound to "
+                "other hosts: the inventory's galera_users or legacy_mysql_users hosts)")
+    elif code == 2026:
+        what = f"TLS handshake failed ({message})"
     elif code in (2003, 2002):
         what = "cannot connect (server down or wrong host/port)"
     elif code == 1049:
@@ -101,7 +157,7 @@ def connect(settings: DbSettings, database: str | None = None, *, autocommit: bo
             unix_socket=settings.unix_socket or None, charset="utf8mb4",
             autocommit=autocommit, connect_timeout=settings.connect_timeout,
             cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
-            local_infile=False, sql_mode=mode,
+            local_infile=False, sql_mode=mode, ssl=tls_context(settings),
             init_command=None if time_zone is None else
             f"SET SESSION time_zone = '{pymysql.converters.escape_string(time_zone)}'",
         )

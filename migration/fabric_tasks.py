@@ -24,7 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from migration import contract, failure
 from migration.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, FuretError
-from migration.inventory import InventoryHost, RemotePaths
+from migration.inventory import InventoryHost, RemotePaths, use_vault_password_file
 
 DEFAULT_INVENTORY = "inventories/lab/hosts.yml"
 INVENTORY_ENV = "FURET_INVENTORY"
@@ -41,14 +41,18 @@ ONE_HOST_TASKS = frozenset({c.task for c in contract.COMMANDS.values() if c.one_
 
 
 def resolve_inventory(task_value: str | None, env: Mapping[str, str],
-                      identity: Sequence[str] = ()) -> str:
+                      identity: Sequence[str] = (), vault_password_file: str | None = None
+                      ) -> str:
     """Inventory path: the task's ``-i/--inventory`` > an inventory given to fab's own ``-i``
-    > ``FURET_INVENTORY`` > the lab inventory.
+    > ``FURET_INVENTORY`` > the lab inventory. The task's ``--vault-password-file``, if
+    any, is the password of the inventory's vault-encrypted files
+    (:func:`migration.inventory.use_vault_password_file`).
 
     ``fab -i X task`` is Fabric's ``--identity`` (an SSH key). furet takes SSH keys from the
     inventory, so a value there that names an inventory (``.yml``/``.yaml``/``.ini`` or a
     directory) is taken as one rather than silently ignored.
     """
+    use_vault_password_file(vault_password_file)
     if task_value:
         return task_value
     for value in identity:
@@ -319,7 +323,8 @@ def run_task(c: Any, command: str, values: dict[str, Any]) -> None:
     """The body of a contract task: run ``furet <command>`` with ``values`` (the task's
     arguments by contract name) on the selected hosts."""
     def action() -> tuple[TaskReport, list[Path]]:
-        inventory = resolve_inventory(values.pop("inventory", None), os.environ, identity(c))
+        inventory = resolve_inventory(values.pop("inventory", None), os.environ, identity(c),
+                                      values.pop("vault_password_file", None))
         patterns = patterns_for(c, values.pop("on", None))
         local = {o.name: values.pop(o.name) for o in contract.COMMANDS[command].fab_options}
         if command == "verify":

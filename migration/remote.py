@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import paramiko
 from fabric import Config, Connection
 
 from migration.errors import FuretError
 from migration.inventory import InventoryHost, load_inventory
+
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 def connection_for(host: InventoryHost, connect_timeout: int = 10) -> Connection:
@@ -17,10 +21,19 @@ def connection_for(host: InventoryHost, connect_timeout: int = 10) -> Connection
     # furet's remote commands never read the operator's terminal: no stdin forwarding,
     # so they behave the same under CI, pytest and a shell.
     config = Config(overrides={"run": {"in_stream": False}})
-    return Connection(
+    conn = Connection(
         host=host.address, user=host.user, port=host.port, config=config,
         connect_timeout=connect_timeout, connect_kwargs=connect_kwargs,
     )
+    if host.check_host_key:
+        # Fabric accepts any host key (AutoAddPolicy, no known_hosts read): furet checks it
+        # as ssh does, against the known_hosts files, and refuses an unknown one.
+        for known in (SYSTEM_KNOWN_HOSTS, host.known_hosts or USER_KNOWN_HOSTS):
+            path = Path(known).expanduser()
+            if path.is_file():
+                conn.client.load_system_host_keys(str(path))
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return conn
 
 
 def select_hosts(inventory: str | Path, patterns: Iterable[str] = ()) -> list[InventoryHost]:

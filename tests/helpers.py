@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +59,13 @@ def run_playbook(playbook: str, *args: str, inventory: str | Path | None = None,
 def furet(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "furet"), *args], cwd=REPO, env=tool_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``predicate`` each second until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

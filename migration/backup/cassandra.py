@@ -318,6 +318,11 @@ def backup_cassandra(config: FuretConfig, to: Path | str, nodes: Sequence[str | 
         if missing:
             raise FuretError(f"{where}: no keyspace {missing[0]} (target of flow "
                              f"{next(f.name for f in chosen if f.target_database == missing[0])})")
+        empty = [ks for ks in keyspaces if not read_tables(session, (ks,))]
+        if empty:
+            raise FuretError(f"{where}: keyspace {empty[0]} has no table (target of flow "
+                             f"{next(f.name for f in chosen if f.target_database == empty[0])}): "
+                             "nothing to back up; `furet cassandra init` creates the flows' tables")
         snapshotted: list[NodeCommand] = []
         written = [*listed_names(n.name for n in commands), MANIFEST_FILE]
         try:

@@ -125,6 +125,16 @@ def client_option_file(settings: DbSettings, directory: Path) -> Path:
              f"password={_option_value(settings.password)}"]
     if settings.unix_socket:
         lines.append(f"socket={_option_value(settings.unix_socket)}")
+    if settings.ssl_server_name and settings.ssl_server_name != settings.host:
+        raise FuretError(f"{settings.where}: mariadb-dump checks the certificate against the "
+                         f"host it connects to, not {settings.role}.ssl_server_name "
+                         f"{settings.ssl_server_name!r}: set {settings.role}.host to that name")
+    if settings.ssl_ca:
+        # TLS required, the server verified against the CA (mariadb-dump checks the name
+        # it connects to: the host must be in the server's certificate)
+        lines += ["ssl", f"ssl-ca={_option_value(settings.ssl_ca)}"]
+        if settings.ssl_verify_identity:
+            lines.append("ssl-verify-server-cert")
     path = directory / "client.cnf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -28,6 +28,8 @@ Action = Callable[[FuretConfig, Mapping[str, Any]], Result]
 DEFAULT_FLOWS = ("runtime", "cassandra_prod", "rt_bo")
 DEFAULT_VERIFY_FLOWS = ("runtime", "cassandra_prod")
 DEFAULT_REVERSE_FLOWS = ("runtime",)
+# the backups the preflight wants, each recent and proven by a restore test
+DEFAULT_BACKUPS = ("legacy", "galera", "cassandra")
 
 
 def _flows(args: Mapping[str, Any], key: str, default: Sequence[str]) -> list[str]:
@@ -59,7 +61,9 @@ def _galera_problems(config: FuretConfig) -> list[str]:
 
 def preflight(config: FuretConfig, args: Mapping[str, Any]) -> Result:
     """The platform is ready: Galera Primary and Synced, the legacy master writable (the
-    freeze has not happened), every flow's tables fit both schemas, no flow is locked."""
+    freeze has not happened), every flow's tables fit both schemas, and the newest backup
+    of each kind in ``backups`` younger than ``max_backup_age_s`` with its restore test
+    passed (migration/backup/catalog.py)."""
     from migration.flows.check import check_flow
     from migration.legacy.freeze import read_only
 
@@ -73,9 +77,19 @@ def preflight(config: FuretConfig, args: Mapping[str, Any]) -> Result:
         result = check_flow(config, name)
         checked.append(name)
         problems += [t.error for t in result.failures]
+    backups: list[dict[str, str]] = []
+    kinds = args.get("backups", list(DEFAULT_BACKUPS))
+    if kinds:
+        from migration.backup.catalog import gate
+
+        try:
+            backups = gate(config, kinds, float(args.get("max_backup_age_s", 86400)))
+        except FuretError as exc:
+            problems.append(str(exc).removeprefix("preflight: "))
     if problems:
         raise FuretError("preflight: " + "; ".join(problems))
-    return {"flows": checked, "target": config.target.where, "legacy": "writable"}
+    return {"flows": checked, "target": config.target.where, "legacy": "writable",
+            "backups": backups}
 
 
 # -- rounds -------------------------------------------------------------------------------

@@ -11,34 +11,20 @@ trip per step, which matters inside the write freeze.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-import pymysql
 
 from migration.config import FuretConfig
 from migration.cutover.actions import ACTIONS
-from migration.db import connect
 from migration.engine import ledger
 from migration.errors import FuretError
 
 RUN_KINDS = ("cutover", "rollback")
 END_STATUSES = ("done", "aborted", "failed")
-
-
-@contextlib.contextmanager
-def _ledger(config: FuretConfig) -> Iterator[pymysql.connections.Connection]:
-    conn = connect(config.target, autocommit=False, strict=True)
-    try:
-        ledger.ensure_ledger(conn)
-        yield conn
-    finally:
-        conn.close()
 
 
 def describe(run: ledger.CutoverRun, steps: list[ledger.CutoverStep]) -> dict[str, Any]:
@@ -52,7 +38,7 @@ def open_run(config: FuretConfig, kind: str, runbook_sha: str, who: str,
     """A new run; refused while another is unfinished (resume or abort it first)."""
     if kind not in RUN_KINDS:
         raise FuretError(f"cutover: unknown run kind {kind!r}")
-    with _ledger(config) as conn:
+    with ledger.opened(config.target) as conn:
         running = ledger.cutover_open_run(conn)
         if running is not None:
             raise FuretError(f"cutover: {running.kind} run {running.run_id} (started by "
@@ -68,7 +54,7 @@ def open_run(config: FuretConfig, kind: str, runbook_sha: str, who: str,
 def show(config: FuretConfig, run_id: int | None = None,
          kind: str | None = None) -> dict[str, Any] | None:
     """The run ``run_id``, else the unfinished one, else the latest (of ``kind``)."""
-    with _ledger(config) as conn:
+    with ledger.opened(config.target) as conn:
         run = (ledger.cutover_run(conn, run_id) if run_id is not None
                else ledger.cutover_open_run(conn) or ledger.cutover_run(conn, kind=kind))
         return None if run is None else describe(run, ledger.cutover_steps(conn, run.run_id))
@@ -77,7 +63,7 @@ def show(config: FuretConfig, run_id: int | None = None,
 def mark_step(config: FuretConfig, run_id: int, seq: int, step_id: str, status: str,
               who: str, host: str, detail: str = "") -> None:
     """Journal a step the controller runs itself (``started``, then how it ended)."""
-    with _ledger(config) as conn:
+    with ledger.opened(config.target) as conn:
         if status == "started":
             ledger.cutover_step_started(conn, run_id, seq, step_id, host, who)
         else:
@@ -87,7 +73,7 @@ def mark_step(config: FuretConfig, run_id: int, seq: int, step_id: str, status: 
 def close_run(config: FuretConfig, run_id: int, status: str, detail: str = "") -> None:
     if status not in END_STATUSES:
         raise FuretError(f"cutover: a run ends {', '.join(END_STATUSES)}, not {status!r}")
-    with _ledger(config) as conn:
+    with ledger.opened(config.target) as conn:
         ledger.cutover_finish_run(conn, run_id, status, detail)
 
 

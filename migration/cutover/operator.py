@@ -27,19 +27,32 @@ def _names(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def options_from(max_downtime: str, flows: str | None, verify_flows: str | None,
-                 reverse_flows: str | None, reports_dir: str) -> engine.CutoverOptions:
+def duration(value: str, flag: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m`` or ``24h``."""
+    text = value.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:], 0)
+    number = text[:-1] if scale else text
     try:
-        seconds = float(max_downtime)
+        seconds = float(number) * (scale or 1)
     except ValueError:
-        raise FuretError(f"--max-downtime {max_downtime!r} is not a number of seconds") from None
+        raise FuretError(f"{flag} {value!r} is not a duration (90, 90s, 30m, 24h)") from None
     if seconds <= 0:
-        raise FuretError("--max-downtime must be positive")
+        raise FuretError(f"{flag} must be positive")
+    return seconds
+
+
+def options_from(max_downtime: str, flows: str | None, verify_flows: str | None,
+                 reverse_flows: str | None, reports_dir: str, backups: str | None = None,
+                 max_backup_age: str = "24h") -> engine.CutoverOptions:
     base = engine.CutoverOptions()
-    return engine.CutoverOptions(seconds, _names(flows, base.flows),
+    kinds = base.backups if backups is None else (
+        () if backups.strip() == "none" else _names(backups, base.backups))
+    return engine.CutoverOptions(duration(max_downtime, "--max-downtime"),
+                                 _names(flows, base.flows),
                                  _names(verify_flows, base.verify_flows),
                                  _names(reverse_flows, base.reverse_flows), base.who,
-                                 reports_dir)
+                                 reports_dir, kinds,
+                                 duration(max_backup_age, "--max-backup-age"))
 
 
 def _when(epoch: float | None) -> str:
@@ -86,14 +99,15 @@ def _report(platform: FabricPlatform, run_id: int, reports_dir: str, local_repor
 
 def main(action: str, inventory: str, *, max_downtime: str = "120", hooks: str | None = None,
          flows: str | None = None, verify_flows: str | None = None,
-         reverse_flows: str | None = None, local_reports: str = "reports",
+         reverse_flows: str | None = None, backups: str | None = None,
+         max_backup_age: str = "24h", local_reports: str = "reports",
          out: TextIO = sys.stderr) -> int:
     if action not in ACTIONS:
         raise FuretError(f"no cutover action {action!r} (one of {', '.join(ACTIONS)})")
     runbook = load_runbook(Path(hooks) if hooks else None)
     platform = FabricPlatform(inventory)
     options = options_from(max_downtime, flows, verify_flows, reverse_flows,
-                           platform.etl_host().remote.reports)
+                           platform.etl_host().remote.reports, backups, max_backup_age)
     try:
         if action == "plan":
             lines = engine.plan(platform, runbook, options)

@@ -26,7 +26,6 @@ import dataclasses
 import datetime
 import html
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,10 @@ from migration.cutover.engine import downtime, freeze_marks
 from migration.cutover.runbook import Runbook, Step, load_runbook
 from migration.errors import FuretError
 from migration.legacy.traffic import Write, read_acked
+from migration.paths import write_report_file
 from migration.verify.report import CSS as VERIFY_CSS
 from migration.verify.window import ms_to_iso
 
-FILE_MODE = 0o640
 # Steps the engine adds to a cutover run itself (migration/cutover/engine.py): the
 # unfreeze after a budget abort or a failure inside the freeze, and after `abort`.
 ENGINE_UNFREEZES = ("budget-unfreeze", "abort-unfreeze")
@@ -378,13 +377,6 @@ def report_files(config: FuretConfig, run_id: int | None, acked: Path | None,
     return write(data, directory)
 
 
-def _write_file(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.chmod(path, FILE_MODE)  # whatever the umask, and over an older file's mode
-
-
 def write(data: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:
     """``cutover-report-run<N>.json`` and ``.html`` in ``directory`` (created), mode 0640;
     a later report of the same run (after its rollback) replaces them."""
@@ -393,9 +385,9 @@ def write(data: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         base = folder / f"cutover-report-run{data['cutover']['run_id']}"
         json_path, html_path = base.with_suffix(".json"), base.with_suffix(".html")
-        _write_file(json_path, json.dumps(data, indent=2, default=str, ensure_ascii=False)
+        write_report_file(json_path, json.dumps(data, indent=2, default=str, ensure_ascii=False)
                     + "\n")
-        _write_file(html_path, render_html(data))
+        write_report_file(html_path, render_html(data))
     except OSError as exc:
         raise FuretError(f"cutover report: cannot write in {folder} ({exc.strerror})") from None
     return json_path, html_path

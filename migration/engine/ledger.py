@@ -15,16 +15,18 @@ is upgraded in place the first time a newer one runs a round or reads the status
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
 from migration import __version__
-from migration.db import query
+from migration.config import DbSettings
+from migration.db import connect, query
 from migration.engine import keys
 from migration.engine.plan import ChunkSpec
 from migration.engine.quarantine import QuarantinedRow
@@ -123,6 +125,16 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
            host VARCHAR(255) NOT NULL, who VARCHAR(255) NOT NULL, detail TEXT NULL,
            started_at DATETIME(3) NOT NULL DEFAULT NOW(3), finished_at DATETIME(3) NULL,
            PRIMARY KEY (run_id, step_id), KEY (run_id, seq))""")),
+    # the backups furet took (migration/backup/catalog.py) and their restore tests: the
+    # cutover's preflight refuses a backup too old or not proven by a restore test
+    (6, ("""CREATE TABLE IF NOT EXISTS furet.backups (
+           backup_id VARCHAR(255) NOT NULL, kind VARCHAR(12) NOT NULL,
+           host VARCHAR(255) NOT NULL, path VARCHAR(1024) NOT NULL,
+           manifest_sha256 CHAR(64) NOT NULL, created_at DATETIME(3) NOT NULL,
+           recorded_at DATETIME(3) NOT NULL DEFAULT NOW(3),
+           restore_tested_at DATETIME(3) NULL, restore_result VARCHAR(8) NULL,
+           restore_detail TEXT NULL,
+           PRIMARY KEY (host, path(255)), KEY (kind, created_at))""",)),
 )
 LEDGER_VERSION = UPGRADES[-1][0]
 LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine", "cutover_steps",
@@ -186,6 +198,18 @@ def ensure_ledger(conn: pymysql.connections.Connection) -> int:
                             "ON DUPLICATE KEY UPDATE version = GREATEST(version, "
                             "VALUES(version)), upgraded_at = NOW(3)", (version,))
     return found
+
+
+@contextlib.contextmanager
+def opened(settings: DbSettings) -> Iterator[pymysql.connections.Connection]:
+    """A connection to the ledger's server (strict, no autocommit), the ledger made or
+    upgraded first; closed on exit."""
+    conn = connect(settings, autocommit=False, strict=True)
+    try:
+        ensure_ledger(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 def exists(conn: pymysql.connections.Connection) -> bool:
@@ -647,3 +671,57 @@ def cutover_step_finished(conn: pymysql.connections.Connection, run_id: int, ste
                     "finished_at = NOW(3) WHERE run_id = %s AND step_id = %s",
                     (status, detail, run_id, step_id))
     conn.commit()
+
+
+# -- the backups (migration/backup/catalog.py) ---------------------------------------------
+
+@dataclass(frozen=True)
+class BackupRow:
+    backup_id: str
+    kind: str                 # legacy | galera | cassandra
+    host: str
+    path: str
+    manifest_sha256: str
+    age_s: float              # since it was taken, on the target's clock
+    restore_result: str       # passed | failed | "" (never tested)
+    restore_detail: str
+    tested_age_s: float | None
+
+
+def backup_recorded(conn: pymysql.connections.Connection, backup_id: str, kind: str, host: str,
+                    path: str, manifest_sha256: str, created_at: str) -> None:
+    """A backup taken (``created_at``: its manifest's, UTC); taken again at the same place,
+    its row is replaced and its restore test forgotten."""
+    with conn.cursor() as cur:
+        cur.execute("REPLACE INTO furet.backups (backup_id, kind, host, path, manifest_sha256, "
+                    "created_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (backup_id, kind, host, path, manifest_sha256, created_at))
+    conn.commit()
+
+
+def backup_restore_recorded(conn: pymysql.connections.Connection, host: str, path: str,
+                            manifest_sha256: str, result: str, detail: str) -> bool:
+    """A restore test's result, for the backup whose manifest it read (False: no such
+    backup recorded, or its manifest changed since)."""
+    with conn.cursor() as cur:
+        changed = cur.execute(
+            "UPDATE furet.backups SET restore_tested_at = NOW(3), restore_result = %s, "
+            "restore_detail = %s WHERE host = %s AND path = %s AND manifest_sha256 = %s",
+            (result, detail, host, path, manifest_sha256))
+    conn.commit()
+    return bool(changed)
+
+
+def latest_backups(conn: pymysql.connections.Connection) -> dict[str, BackupRow]:
+    """The newest backup of each kind."""
+    rows = query(conn, "SELECT backup_id, kind, host, path, manifest_sha256, "
+                       "TIMESTAMPDIFF(MICROSECOND, created_at, UTC_TIMESTAMP(3)) / 1e6, "
+                       "COALESCE(restore_result, ''), COALESCE(restore_detail, ''), "
+                       "TIMESTAMPDIFF(MICROSECOND, restore_tested_at, UTC_TIMESTAMP(3)) / 1e6 "
+                       "FROM furet.backups ORDER BY created_at")
+    latest: dict[str, BackupRow] = {}
+    for r in rows:
+        latest[str(r[1])] = BackupRow(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
+                                      float(r[5]), str(r[6]), str(r[7]),
+                                      None if r[8] is None else float(r[8]))
+    return latest

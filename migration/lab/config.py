@@ -72,3 +72,13 @@ def load_lab_config(root: Path | None = None) -> LabConfig:
         hosts=hosts,
         root=root,
     )
+
+
+# TLS in the lab (role pki's defaults for inventories/lab): furet's CA on the controller,
+# and the name every Galera node's certificate carries for clients behind HAProxy.
+GALERA_SERVICE_NAME = "galera.furet.internal"
+
+
+def lab_ca_file() -> Path:
+    """The lab CA's certificate (pki_dir = ~/.furet/pki/lab, made by site.yml)."""
+    return Path.home() / ".furet" / "pki" / "lab" / "ca.crt"

@@ -29,8 +29,10 @@ from migration.lab.sshkey import ensure_lab_key
 Say = Callable[[str], None]
 RECIPE_LABEL = "furet.lab.recipe"
 # CAP_SYS_ADMIN lets systemd inside a host set up the sandboxing of packaged units
-# (ProtectSystem, PrivateTmp: haproxy, mariadb) as it does on a real server.
-RUN_OPTIONS = ("--systemd=always", "--cap-add=SYS_ADMIN")
+# (ProtectSystem, PrivateTmp: haproxy, mariadb) as it does on a real server. CAP_NET_ADMIN
+# lets the firewall role load its nftables ruleset in the host's own network namespace
+# (without it `nft` fails with "Operation not permitted"). A change here recreates the hosts.
+RUN_OPTIONS = ("--systemd=always", "--cap-add=SYS_ADMIN", "--cap-add=NET_ADMIN")
 
 
 @dataclass(frozen=True)

@@ -123,18 +123,29 @@ class _App:
         qid = self._exec(conn, "INSERT INTO quote (uid, customer_id, product, status, "
                                "start_date, created_ts, updated_ts) VALUES "
                                "(%s, %s, %s, 'draft', CURDATE(), %s, %s)",
-                         (uid, self.rng.randint(1, max(1, self.max_customer)),
+                         (uid, self._free("customer", self.max_customer),
                           self.rng.choice(PRODUCTS), ts, ts))
         self.max_quote = max(self.max_quote, qid)
         self.writes.append(Write("quote", "id", qid, ts))
 
+    def _free(self, table: str, highest: int) -> int:
+        """A random id of ``table`` no held (late) transaction locks: the quotes they
+        changed, and the rows they inserted (locked until they commit; ids come in insert
+        order, not commit order). Picking one, this single-threaded app would wait on
+        itself for the whole lock wait timeout."""
+        held = {w.value for o in self.open for w in o.writes if w.table == table and w.key == "id"}
+        if table == "quote":
+            held |= {o.quote for o in self.open}
+        picked = 1
+        for _ in range(100):  # all held (a nearly empty table): wait like a real app would
+            picked = self.rng.randint(1, max(1, highest))
+            if picked not in held:
+                break
+        return picked
+
     def _free_quote(self) -> int:
-        held = {o.quote for o in self.open}
-        while True:
-            qid = self.rng.randint(1, max(1, self.max_quote))
-            if qid not in held:
-                self.touched = qid
-                return qid
+        self.touched = self._free("quote", self.max_quote)
+        return self.touched
 
     def price_quote(self, conn: pymysql.connections.Connection) -> None:
         qid = self._free_quote()
@@ -303,7 +314,7 @@ def read_acked(path: Path) -> Iterator[Write]:
                 yield Write(**json.loads(line))
 
 
-def _quarantined(conn: pymysql.connections.Connection) -> set[tuple[str, str]]:
+def quarantined_rows(conn: pymysql.connections.Connection) -> set[tuple[str, str]]:
     """(table, key) of the rows furet's ledger holds in quarantine on this server, when it
     has one and the account may read it (else none)."""
     try:
@@ -326,7 +337,7 @@ def check_acked(settings: DbSettings, path: Path) -> AckedCheck:
     conn = connect(settings, "lf_runtime")
     result = AckedCheck()
     try:
-        quarantine = _quarantined(conn)
+        quarantine = quarantined_rows(conn)
         for write in read_acked(path):
             result.checked += 1
             rows = query(conn, f"SELECT COUNT(*) FROM `{write.table}` WHERE `{write.key}` = %s "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from migration.canonical import key_text, value_text
+from migration.paths import write_report_file
 from migration.verify.window import ms_to_iso
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -178,14 +179,15 @@ class VerifyReport:
 # --- files --------------------------------------------------------------------------------
 
 def write_reports(report: VerifyReport, directory: str | Path) -> tuple[Path, Path]:
-    """``verify-<flow>-<UTC time>.json`` and ``.html`` in ``directory`` (created)."""
+    """``verify-<flow>-<UTC time>.json`` and ``.html`` in ``directory`` (created), mode
+    0640: they hold rows of the data."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = folder / f"verify-{report.flow}-{stamp}"
     json_path, html_path = base.with_suffix(".json"), base.with_suffix(".html")
-    json_path.write_text(report.to_json() + "\n", encoding="utf-8")
-    html_path.write_text(render_html(report), encoding="utf-8")
+    write_report_file(json_path, report.to_json() + "\n")
+    write_report_file(html_path, render_html(report))
     return json_path, html_path
 
 

@@ -14,7 +14,8 @@ the corruption checks (each restore drops and makes the keyspace again).
   the token range; the intact backup then passes on the same reused node;
 - a snapshot that fails, or that nodetool listsnapshots does not list, is one line naming
   the node and the tag; the snapshot is cleared and no backup is left;
-- a round holding the flow lock keeps the backup from starting (nothing snapshotted).
+- a round holding the flow lock keeps the backup from starting (nothing snapshotted);
+- a flow keyspace without tables is one line naming it and its flow (nothing snapshotted).
 """
 
 from __future__ import annotations
@@ -315,3 +316,32 @@ def test_a_running_round_keeps_the_backup_from_starting(
                                       "(--lock-wait)")
     assert snapshots_left(cassandra_instance)[0] == []
     assert not directory.exists()
+
+
+def test_a_keyspace_without_tables_is_one_line_and_nothing_is_snapshotted(
+        filled: FuretConfig, cassandra_instance: CassandraNode, tmp_path: Path) -> None:
+    """The flow's keyspace exists but `furet cassandra init` never made its tables (a new
+    ring): the backup names the keyspace and the flow instead of failing on the node. Runs
+    last: it empties prod (fresh_prod_keyspace gives it back its tables, empty)."""
+    from migration.cassandra_session import cassandra_session
+
+    cluster, session = cassandra_session(filled.cassandra)
+    try:
+        session.execute("DROP KEYSPACE prod", timeout=60)
+        session.execute("CREATE KEYSPACE prod WITH replication = "
+                        "{'class': 'SimpleStrategy', 'replication_factor': 1}", timeout=60)
+    finally:
+        cluster.shutdown()
+    directory = tmp_path / "backup"
+    try:
+        with pytest.raises(FuretError) as caught:
+            backup_cassandra(filled, directory, [node_spec(cassandra_instance)],
+                             splits=SPLITS, tag="furet-it-empty")
+        assert str(caught.value).endswith(
+            "keyspace prod has no table (target of flow cassandra_prod): nothing to back up; "
+            "`furet cassandra init` creates the flows' tables"), str(caught.value)
+        assert snapshots_left(cassandra_instance)[0] == []
+        assert not directory.exists()
+        assert lock_holder(filled) is None
+    finally:
+        fresh_prod_keyspace(cassandra_instance.address)

@@ -79,9 +79,12 @@ def platform(fresh: dict, start_haproxy: Callable[..., Haproxy],
     return LocalPlatform(env), haproxy
 
 
-def _options(tmp_path: Path, max_downtime: float = 60.0) -> engine.CutoverOptions:
+def _options(tmp_path: Path, max_downtime: float = 60.0,
+             backups: tuple[str, ...] = ()) -> engine.CutoverOptions:
+    """The loopback runs take no backup (tests/integration/test_backup_gate.py tests that
+    gate): their preflight asks for none."""
     return engine.CutoverOptions(max_downtime, FLOWS, ("runtime",), ("runtime",),
-                                 "ops@test", str(tmp_path / "reports"))
+                                 "ops@test", str(tmp_path / "reports"), backups)
 
 
 def _active(haproxy: Haproxy) -> str:

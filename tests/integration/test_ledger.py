@@ -105,7 +105,7 @@ def test_furet_0_1_ledger_is_upgraded_in_place(fresh: dict[str, Any]) -> None:
     first = run_round(config, RoundOptions("runtime"))
     assert first.kind == "full" and first.furet_version == __version__
     with connection(fresh["target"].settings()) as conn:
-        assert ledger.schema_version(conn) == ledger.LEDGER_VERSION == 5
+        assert ledger.schema_version(conn) == ledger.LEDGER_VERSION == 6
         _as_furet_0_1_left_it(conn)
         _furet_0_1_ledger_in(conn, "furet_0_1")
         try:
@@ -124,12 +124,12 @@ def test_furet_0_1_ledger_is_upgraded_in_place(fresh: dict[str, Any]) -> None:
         table: mark - config.rounds.overlap_ms for table, mark in marks.items()}
     assert second.furet_version == __version__
     with connection(fresh["target"].settings()) as conn:
-        assert ledger.schema_version(conn) == 5
+        assert ledger.schema_version(conn) == 6
         report = ledger.status_report(conn, "runtime")
         assert [(r.round_no, r.furet_version) for r in report.rounds] == [
             (1, None), (2, __version__)]           # 0.1 did not record its version
         assert report.rounds[0].rows_read == first.rows_read
-        assert ledger.ensure_ledger(conn) == 5    # up to date: nothing to do
+        assert ledger.ensure_ledger(conn) == 6    # up to date: nothing to do
 
 
 def test_a_ledger_from_a_newer_furet_is_refused(fresh: dict[str, Any]) -> None:

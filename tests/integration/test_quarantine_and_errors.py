@@ -113,8 +113,10 @@ def test_refused_connection_is_one_line_without_password(fresh: dict) -> None:
     env["FURET_LEGACY_PASSWORD"] = "wrong-" + PASSWORD
     run = _furet(fresh, "round", "--flow", "runtime", "--no-progress", env=env)
     assert run.returncode == 2
+    # (the server may refuse a plain-text client the same way: the hint names the setting)
     assert run.stderr.strip() == ("furet: error: legacy 127.0.0.11:3306: access denied for "
-                                  "user 'furet'")
+                                  "user 'furet' (if the server requires TLS: set "
+                                  "legacy.ssl_ca)")
     assert PASSWORD not in run.stdout + run.stderr
     env = furet_env(fresh)
     env["FURET_TARGET_PORT"] = "3399"

@@ -156,6 +156,7 @@ def test_reverse_rounds_give_the_legacy_back_every_write_made_after_the_switch(
     reports: list[TrafficReport] = []
     traffic = threading.Thread(target=lambda: reports.append(run_traffic(
         app, 40, 120, seed=12, late_share=0.2, stop=stop)))
+    traffic_started = time.monotonic()
     traffic.start()
     try:
         second = run_round(back, RoundOptions("runtime", reverse=True))
@@ -190,6 +191,9 @@ def test_reverse_rounds_give_the_legacy_back_every_write_made_after_the_switch(
                                          assume_frozen=True))
         assert "target 127.0.0.12:3306" in str(still.value)
         assert "still" in str(still.value), still.value
+        # the application keeps writing for 4 s at least (40 tx/s), however fast the
+        # rounds above were: the check below is about the rounds running under traffic
+        time.sleep(max(0.0, 4.0 - (time.monotonic() - traffic_started)))
     finally:
         stop.set()  # the rollback's freeze: the endpoint refuses the application
         traffic.join(30)

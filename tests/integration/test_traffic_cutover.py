@@ -64,3 +64,17 @@ def test_traffic_retries_through_a_freeze_and_logs_only_acknowledged_writes(
         log.write('{"table": "quote", "key": "id", "value": 1, "ts": 99999999999999, '
                   '"rows": 1, "server": "x"}\n')
     assert len(check_acked(legacy, acked).missing) == 1
+
+
+def test_the_app_never_waits_on_its_own_held_transactions(fresh: dict) -> None:
+    """Rows a held (late) transaction inserted are locked until it commits: the app must
+    not pick them before, or its one thread waits on itself for the lock wait timeout
+    (5 s without a commit: a reverse-rounds run saw 84 transactions in 5 s instead of 200).
+    A small table and many late transactions make such a pick likely within seconds."""
+    seed(fresh["legacy"].settings(), 8)
+    report = run_traffic(fresh["legacy"].settings(APP_USER, PASSWORD), rate=150, duration=6,
+                         seed=5, late_share=0.6, late_ms=(300, 800))
+    assert report.stopped_by == "duration", report
+    assert report.rolled_back == 0, report  # no lock wait timeout
+    assert report.longest_gap_s < 2.0, report
+    assert report.committed > 400, report

@@ -20,7 +20,10 @@ from cassandra.policies import (
     TokenAwarePolicy,
 )
 
+from migration.cassandra_session import ssl_context
+from migration.config import CassandraSettings
 from migration.inventory import InventoryHost
+from migration.lab.config import lab_ca_file
 from migration.remote import connection_for
 
 # LAB ONLY: the superuser and keyspace of inventories/lab/group_vars/cassandra.yml.
@@ -35,15 +38,19 @@ def node_shell(host: InventoryHost, command: str, warn: bool = False) -> str:
         return conn.run(command, hide=True, warn=warn).stdout.strip()
 
 
-def connect(addresses: list[str], local_dc: str = "rbx") -> tuple[Cluster, Any]:
+def connect(addresses: list[str], local_dc: str = "rbx", tls: bool = True
+            ) -> tuple[Cluster, Any]:
     """A session at QUORUM on the ring, token- and DC-aware, with the default retry policy
-    (retries a read/write timeout once and an Unavailable on the next host)."""
+    (retries a read/write timeout once and an Unavailable on the next host); over TLS with
+    the lab's CA unless ``tls`` is false (the refusal tests)."""
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
         retry_policy=RetryPolicy(), consistency_level=ConsistencyLevel.QUORUM,
         request_timeout=10)
     cluster = Cluster(addresses, auth_provider=PlainTextAuthProvider(SUPERUSER, SUPERUSER_PASSWORD),
                       execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
+                      ssl_context=ssl_context(CassandraSettings(ssl_ca=str(lab_ca_file()))) if tls
+                      else None,
                       idle_heartbeat_interval=2,
                       reconnection_policy=ConstantReconnectionPolicy(delay=1.0, max_attempts=None))
     return cluster, cluster.connect()

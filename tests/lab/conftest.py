@@ -257,3 +257,28 @@ def platform_ready(legacy_provisioned: ProvisionedLab, galera_healthy: Provision
     """Everything a migration needs: legacy1, Galera behind HAProxy, Cassandra, furet, the
     application endpoint."""
     return etl_provisioned
+
+
+# -- backup1: backups the cutover's preflight accepts -----------------------------------------
+
+def _backup_problems(lab: ProvisionedLab) -> list[str]:
+    """The kinds without a backup taken in the last hour whose restore test passed."""
+    out = node_shell(lab.host("galera1"), "mariadb -N -s -e \"SELECT kind FROM furet.backups "
+                     "WHERE restore_result = 'passed' AND created_at > UTC_TIMESTAMP() - "
+                     "INTERVAL 1 HOUR\"", warn=True)
+    return [f"no passing {k} backup" for k in ("legacy", "galera", "cassandra")
+            if k not in out.split()]
+
+
+@pytest.fixture(scope="module")
+def backups_ready(platform_ready: ProvisionedLab) -> ProvisionedLab:
+    """A recent backup of each kind, restore-tested (playbooks/backup.yml, restore_test.yml)."""
+    def take(_: list[str]) -> None:
+        # a Cassandra backup needs the flows' tables: a fresh lab (this test first) has none
+        node_shell(platform_ready.host("etl1"), "furet --config /etc/furet/furet.yml "
+                                                "cassandra init")
+        _converge("backup.yml")
+        _converge("restore_test.yml")
+
+    _ensure("backups the cutover accepts", lambda: _backup_problems(platform_ready), take)
+    return platform_ready

@@ -4,6 +4,7 @@ inserts continuously through HAProxy, retrying on connection loss."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 import uuid
@@ -11,7 +12,10 @@ from dataclasses import dataclass, field
 
 import pymysql
 
+from migration.config import DbSettings
+from migration.db import tls_context
 from migration.inventory import InventoryHost
+from migration.lab.config import GALERA_SERVICE_NAME, lab_ca_file
 from migration.remote import connection_for
 
 # LAB ONLY: the application user of inventories/lab/group_vars/galera.yml.
@@ -36,9 +40,16 @@ def _quote(text: str) -> str:
 
 
 def connect(address: str, port: int = 3306, database: str = "furet") -> pymysql.Connection:
+    """furet's account over TLS, the node (or HAProxy's) verified as furet's clients do."""
     return pymysql.connect(host=address, port=port, user=APP_USER, password=APP_PASSWORD,
                            database=database, autocommit=True, connect_timeout=3,
-                           read_timeout=10, write_timeout=10)
+                           read_timeout=10, write_timeout=10, ssl=galera_tls(address))
+
+
+def galera_tls(address: str) -> ssl.SSLContext | None:
+    """The verifying context of a lab Galera client (the service name, the lab's CA)."""
+    return tls_context(DbSettings("target", address, ssl_ca=str(lab_ca_file()),
+                                  ssl_server_name=GALERA_SERVICE_NAME))
 
 
 def insert_rows(address: str, phase: str, count: int) -> list[str]:

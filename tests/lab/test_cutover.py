@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -113,9 +114,9 @@ def longest_gap_ms(writes: list[dict[str, Any]], after_ms: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def hosts(platform_ready: ProvisionedLab) -> dict[str, InventoryHost]:
+def hosts(backups_ready: ProvisionedLab) -> dict[str, InventoryHost]:
     names = ("etl1", "app1", "legacy1", "galera1")
-    return {n: platform_ready.host(n) for n in names}
+    return {n: backups_ready.host(n) for n in names}
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +215,13 @@ def test_cutover_plan_kill_resume_rollback_and_downtime(
     copied = sh(etl1, f"{FURET} legacy traffic-check --acked /tmp/furet-acked.jsonl "
                       "--on target", warn=True)
     assert "acknowledged writes are there" in copied and "missing" not in copied, copied
+    # and every quote write up to the final round of cassandra_prod is in both of its
+    # Cassandra query tables (also those Galera acknowledged before the rollback: the
+    # reverse rounds brought them to the legacy master, the second cutover to Cassandra)
+    in_cassandra = sh(etl1, f"{FURET} legacy traffic-check --acked /tmp/furet-acked.jsonl "
+                            "--on cassandra", warn=True)
+    assert "acknowledged writes are there" in in_cassandra and "missing" not in in_cassandra, \
+        in_cassandra
     report = json.loads(sh(app1, f"cat {TRAFFIC_OUT}"))
     frozen_s = float(node_sql(galera1, "SELECT TIMESTAMPDIFF(MICROSECOND, f.started_at, "
                                        "s.finished_at) / 1e6 FROM furet.cutover_steps f JOIN "
@@ -222,5 +230,6 @@ def test_cutover_plan_kill_resume_rollback_and_downtime(
                                        "ORDER BY run_id DESC LIMIT 1"))
     figures(quotes=QUOTES, acknowledged=report["committed"], failed_attempts=report["errors"],
             app_write_downtime_s=round(gap_ms / 1000, 1), freeze_to_switch_s=round(frozen_s, 1),
-            writes_on_galera=len(on_galera))
+            writes_on_galera=len(on_galera),
+            cassandra_writes_checked=int(re.findall(r"(\d+)\s+acknowledged", in_cassandra)[0]))
     assert gap_ms < 30_000, f"the application could not write for {gap_ms / 1000:.1f}s"

@@ -3,7 +3,7 @@
 systemd is left as Debian configures it: a mariadbd killed with SIGKILL is restarted by
 systemd, and may come back half-way (joining a cluster that is gone, non-Primary).
 
-1. Recovery trials (FURET_RECOVERY_TRIALS, default 5; `make soak` runs more): the three
+1. Recovery trials (FURET_RECOVERY_TRIALS, default 3; `make soak` runs 20): the three
    nodes are killed in a random order with random gaps and writes in between, sometimes
    with the operator forcing the last survivor Primary; then playbooks/galera_recover.yml.
    Each trial ends Synced x3 with every acknowledged row on every node, and when the
@@ -32,12 +32,12 @@ import pytest
 
 from migration.inventory import InventoryHost
 from migration.lab.podman import Podman
-from tests.helpers import REPO, run_playbook
+from tests.helpers import REPO, run_playbook, wait_for
 from tests.lab.conftest import HAPROXY_SOCKET, ProvisionedLab
 from tests.lab.galera_client import ContinuousWriter, connect, node_shell, node_sql
 
 GALERA = ("galera1", "galera2", "galera3")
-TRIALS = int(os.environ.get("FURET_RECOVERY_TRIALS", "5"))
+TRIALS = int(os.environ.get("FURET_RECOVERY_TRIALS", "3"))
 # The recovery's target on the lab is 2 minutes; a hang would be 15 minutes or more.
 RECOVERY_BOUND_S = 180
 # Seconds between two crashes: 0 kills before the others notice, 6 lets them evict the
@@ -71,15 +71,6 @@ def _wsrep(host: InventoryHost) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
 
-def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _pid(host: InventoryHost) -> str:
     # pidof exits 1 when no mariadbd runs: that is the answer "", not an error
     return node_shell(host, "pidof mariadbd || true")
@@ -92,7 +83,7 @@ def _crash(host: InventoryHost) -> None:
         return
     node_shell(host, f"kill -9 {pid}", warn=True)
     # kill -0 fails once the process is gone, which is what we wait for
-    _wait_for(lambda: node_shell(host, f"kill -0 {pid} 2>/dev/null && echo alive || true")
+    wait_for(lambda: node_shell(host, f"kill -0 {pid} 2>/dev/null && echo alive || true")
               == "", f"{host.name} (pid {pid}) to die", 30)
 
 
@@ -125,8 +116,8 @@ def _force_primary_if_alone(host: InventoryHost) -> bool:
         return False
     node_sql(host, "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'", warn=True)
     with contextlib.suppress(AssertionError):
-        _wait_for(lambda: _wsrep(host).get("WSREP_CLUSTER_STATUS") == "Primary",
-                  f"{host.name} Primary", 15)
+        wait_for(lambda: _wsrep(host).get("WSREP_CLUSTER_STATUS") == "Primary",
+                 f"{host.name} Primary", 15)
     return True
 
 
@@ -230,7 +221,7 @@ def test_after_a_power_loss_the_recovery_leaves_pc_recovery_alone(
     podman.run("kill", "--signal", "KILL", *names)
     podman.run("start", *names)
     started = time.monotonic()
-    _wait_for(lambda: all(_answers(h) for h in galera), "SSH on the restarted hosts", 120)
+    wait_for(lambda: all(_answers(h) for h in galera), "SSH on the restarted hosts", 120)
     run = run_playbook("galera_recover.yml")
     assert run.returncode == 0, run.output[-6000:]
     report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
@@ -316,6 +307,6 @@ def test_rolling_restart_stops_naming_a_node_that_cannot_start(
                 failed_attempts=writer.failed_attempts)
     finally:
         node_shell(nodes[broken], f"rm -f {BROKEN_CNF} && systemctl start mariadb", warn=True)
-    _wait_for(lambda: _wsrep(nodes[broken]).get("WSREP_LOCAL_STATE_COMMENT") == "Synced",
-              f"{broken} Synced again", 120)
-    _wait_for(lambda: _haproxy_status(etl, broken).startswith("UP"), f"{broken} UP in HAProxy")
+    wait_for(lambda: _wsrep(nodes[broken]).get("WSREP_LOCAL_STATE_COMMENT") == "Synced",
+             f"{broken} Synced again", 120)
+    wait_for(lambda: _haproxy_status(etl, broken).startswith("UP"), f"{broken} UP in HAProxy")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
+from migration.hosts_summary import probe_host
+from migration.inventory import load_inventory
 from migration.lab.config import LabConfig
 from migration.lab.podman import Podman
 from migration.remote import connection_for
@@ -75,6 +79,59 @@ def test_hosts_summary_lists_every_host(lab: LabConfig) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for host in lab.hosts:
         assert host.name in result.stdout and host.address in result.stdout
+
+
+def test_fabric_refuses_a_host_key_that_is_not_in_known_hosts(lab: LabConfig,
+                                                              tmp_path: Path) -> None:
+    """The lab turns host key checking off (its hosts are recreated with new keys); an
+    inventory that does not, as in production, gets an unknown host key refused, and the
+    same host reached once its key is in the inventory's known_hosts file."""
+    inventory = tmp_path / "inventories" / "lab"
+    shutil.copytree(REPO / "inventories" / "lab", inventory)
+    (tmp_path / ".cache").symlink_to(REPO / ".cache")  # the lab key, relative to the inventory
+    known = tmp_path / "known_hosts"
+    settings = inventory / "group_vars" / "all.yml"
+    settings.write_text(settings.read_text().replace(
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        f"-o UserKnownHostsFile={known}"))
+    etl1 = next(h for h in load_inventory(inventory / "hosts.yml") if h.name == "etl1")
+    assert (etl1.check_host_key, etl1.known_hosts) == (True, str(known))
+    refused = probe_host(etl1)
+    assert refused.error == f"SSHException: Server '{etl1.address}' not found in known_hosts", \
+        refused
+    scan = subprocess.run(["ssh-keyscan", "-t", "ed25519", etl1.address], capture_output=True,
+                          text=True, timeout=30, check=True)
+    known.write_text(scan.stdout)
+    allowed = probe_host(etl1)
+    assert allowed.error is None and allowed.facts["os"].startswith("Debian"), allowed
+
+
+def test_fab_and_furet_hosts_read_an_inventory_whose_vault_is_encrypted(
+        etl_provisioned: ProvisionedLab, tmp_path: Path) -> None:
+    """A copy of the lab inventory with its etl group's variables in an ansible-vault file:
+    with the password file furet hosts and fab status reach etl1; without it, one line."""
+    inventory = tmp_path / "inventories" / "lab"
+    shutil.copytree(REPO / "inventories" / "lab", inventory)
+    (tmp_path / ".cache").symlink_to(REPO / ".cache")  # the lab key, relative to the inventory
+    password = tmp_path / "vault-pass"
+    password.write_text("lab-only-test-vault-password\n")
+    etl_vars = inventory / "group_vars" / "etl.yml"
+    subprocess.run([str(BIN / "ansible-vault"), "encrypt", "--vault-password-file",
+                    str(password), str(etl_vars)], check=True, capture_output=True, timeout=60)
+    hosts = str(inventory / "hosts.yml")
+    without = furet("hosts", "-i", hosts, "etl1")
+    assert without.returncode == 2
+    assert without.stderr.strip().splitlines() == [
+        f"furet: error: inventory {hosts}: {etl_vars} is vault-encrypted and no vault password "
+        "was given: set ANSIBLE_VAULT_PASSWORD_FILE, or pass --vault-password-file FILE (or "
+        "run in a terminal to be asked)"], without.stderr
+    summary = furet("hosts", "-i", hosts, "--vault-password-file", str(password), "etl1")
+    assert summary.returncode == 0 and "10.213.0.41" in summary.stdout, summary.stderr
+    status = subprocess.run([str(BIN / "fab"), "status", "-i", hosts, "--vault-password-file",
+                             str(password), "--on", "etl1"], cwd=REPO, env=tool_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0 and "fab status: etl1 ok" in status.stderr, \
+        status.stdout + status.stderr
 
 
 def test_lab_up_twice_keeps_healthy_hosts_and_recovers_a_dead_one(lab: LabConfig) -> None:

@@ -16,6 +16,7 @@ import yaml
 
 from migration.config import DbSettings
 from migration.db import connection, query
+from migration.lab.config import GALERA_SERVICE_NAME, lab_ca_file
 from migration.remote import select_hosts
 from tests.helpers import BIN, REPO, run_playbook, tool_env
 from tests.integration.compare import diff_runtime
@@ -38,13 +39,14 @@ def _lab_var(group: str, name: str) -> Any:
 
 def legacy1() -> DbSettings:
     return DbSettings("legacy", "10.213.0.11", 3306, "furet",
-                      _lab_var("etl", "etl_runner_legacy_password"))
+                      _lab_var("etl", "etl_runner_legacy_password"), ssl_ca=str(lab_ca_file()))
 
 
 def galera3() -> DbSettings:
     """Not the writer behind HAProxy: what it holds came through Galera replication."""
     return DbSettings("target", "10.213.0.23", 3306, "furet",
-                      _lab_var("etl", "etl_runner_target_password"))
+                      _lab_var("etl", "etl_runner_target_password"), ssl_ca=str(lab_ca_file()),
+                      ssl_server_name=GALERA_SERVICE_NAME)
 
 
 @pytest.fixture(scope="module")

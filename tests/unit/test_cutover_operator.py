@@ -16,12 +16,29 @@ def test_options_parse_flows_and_refuse_a_bad_downtime() -> None:
     assert options.max_downtime_s == 45.0 and options.flows == ("runtime", "shop")
     assert options.verify_flows == ("runtime", "cassandra_prod")
     assert options.reports_dir == "/srv/reports"
-    with pytest.raises(FuretError, match="--max-downtime 'soon' is not a number"):
+    with pytest.raises(FuretError, match="--max-downtime 'soon' is not a duration"):
         options_from("soon", None, None, None, "/r")
     with pytest.raises(FuretError, match="must be positive"):
         options_from("0", None, None, None, "/r")
     with pytest.raises(FuretError, match="no flow name"):
         options_from("10", " , ", None, None, "/r")
+
+
+def test_the_backup_gate_options() -> None:
+    default = options_from("2m", None, None, None, "/r")
+    assert default.max_downtime_s == 120.0
+    assert default.backups == ("legacy", "galera", "cassandra")
+    assert default.max_backup_age_s == 86400.0
+    chosen = options_from("60", None, None, None, "/r", "legacy", "90m")
+    assert chosen.backups == ("legacy",) and chosen.max_backup_age_s == 5400.0
+    assert options_from("60", None, None, None, "/r", "none").backups == ()
+    with pytest.raises(FuretError, match="--max-backup-age 'yesterday' is not a duration"):
+        options_from("60", None, None, None, "/r", None, "yesterday")
+    # the preflight gets them (and a run's saved options give them back to `resume`)
+    args = engine.step_args(Step("preflight", "preflight"), chosen)
+    assert args["backups"] == ["legacy"] and args["max_backup_age_s"] == 5400.0
+    saved = engine._options_of({"options": __import__("json").dumps(chosen.as_dict())}, "o@x")
+    assert saved.backups == ("legacy",) and saved.max_backup_age_s == 5400.0
 
 
 def test_the_remote_result_is_the_json_that_ends_the_output() -> None:

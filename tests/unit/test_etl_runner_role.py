@@ -54,6 +54,7 @@ def test_key_follows_sources_not_caches(tmp_path: Path) -> None:
 def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() == "true"
     template = env.from_string((ROLE / "templates/etc/furet/furet.yml.j2").read_text())
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     values = {
@@ -63,6 +64,11 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
         "etl_runner_cassandra_local_dc": "rbx", "etl_runner_rounds": {"workers": 2},
         "etl_runner_legacy_password": "p'q\"r: s", "etl_runner_target_password": "t",
         "etl_runner_cassandra_password": "c", "etl_runner_remote_flows_dir": "/etc/furet/flows",
+        "etl_runner_production": "True",   # as Ansible renders the role's default
+        "etl_runner_cassandra_ssl_ca": "/etc/furet/tls/ca.crt",
+        # TLS to a managed legacy (furet's CA) and to Galera behind HAProxy (its name)
+        "etl_runner_legacy_tls": "True", "etl_runner_target_tls": "True",
+        "etl_runner_target_ssl_server_name": "galera.furet.internal",
     }
     path = tmp_path / "furet.yml"
     path.write_text(template.render(**values))
@@ -73,6 +79,16 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
     assert config.rounds.workers == 2
     assert config.flows.dir == "/etc/furet/flows"
     assert config.cassandra.write_consistency == "LOCAL_QUORUM"
+    assert config.site.production is True
+    assert (config.target.ssl_ca, config.target.ssl_server_name) == (
+        "/etc/furet/tls/ca.crt", "galera.furet.internal")
+    assert (config.legacy.ssl_ca, config.legacy.ssl_server_name) == ("/etc/furet/tls/ca.crt", "")
+    # the legacy's own CA, when the inventory gives one
+    path.write_text(template.render(**values | {"etl_runner_legacy_tls_ca_file": "/x/ca.pem"}))
+    assert load_config(str(path), env={}).legacy.ssl_ca == "/etc/furet/tls/legacy-ca.crt"
+    # no TLS to a legacy without it
+    path.write_text(template.render(**values | {"etl_runner_legacy_tls": "False"}))
+    assert load_config(str(path), env={}).legacy.ssl_ca == ""
 
 
 def test_the_role_creates_the_log_directory_furet_writes_to() -> None:
@@ -92,3 +108,38 @@ def test_the_flows_manifest_is_never_taken_for_a_flow(tmp_path: Path) -> None:
     (tmp_path / manifest).write_text('["orders_copy.yml"]\n')
     (tmp_path / "orders_copy.yml").write_text("name: orders_copy\n")
     assert flow_names(tmp_path) == ["orders_copy"]
+
+
+def test_furet_verifies_cassandra_with_the_deployed_ca(tmp_path: Path) -> None:
+    """cassandra.ssl_ca of furet.yml: the CA the role copies (etl_runner_tls_dir), or none
+    when the ring has no TLS."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["to_json"] = json.dumps
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() == "true"
+    template = env.from_string((ROLE / "templates/etc/furet/furet.yml.j2").read_text())
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    assert defaults["etl_runner_tls_dir"] == "/etc/furet/tls"
+    base = {
+        **{k: v for k, v in defaults.items() if "{{" not in str(v)},
+        "ansible_managed": "Ansible managed", "inventory_hostname": "etl1",
+        "etl_runner_legacy_host": "10.213.0.11", "etl_runner_cassandra_hosts": ["10.0.0.31"],
+        "etl_runner_cassandra_local_dc": "rbx", "etl_runner_legacy_password": "l",
+        "etl_runner_target_password": "t", "etl_runner_cassandra_password": "c",
+        "etl_runner_remote_flows_dir": "/etc/furet/flows", "etl_runner_production": "True",
+        "etl_runner_legacy_tls": "False", "etl_runner_target_tls": "False",
+        "etl_runner_target_ssl_server_name": "",
+    }
+    for ca in ("/etc/furet/tls/ca.crt", ""):
+        path = tmp_path / "furet.yml"
+        path.write_text(template.render(**base, etl_runner_cassandra_ssl_ca=ca))
+        assert load_config(str(path), env={}).cassandra.ssl_ca == ca
+    # The default follows the ring's cassandra_tls, through the TLS directory.
+    assert "etl_runner_tls_dir" in defaults_text("etl_runner_cassandra_ssl_ca")
+    assert "cassandra_tls" in defaults_text("etl_runner_cassandra_tls")
+
+
+def defaults_text(name: str) -> str:
+    for line in (ROLE / "defaults" / "main.yml").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line
+    raise AssertionError(f"{name} is not a default of the etl_runner role")

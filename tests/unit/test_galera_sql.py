@@ -90,7 +90,8 @@ def test_literals_and_batches() -> None:
 
 
 def test_access_denied_names_server_and_user_never_the_password() -> None:
-    settings = DbSettings("legacy", "127.0.0.11", 3306, "furet", "s3cret")
+    settings = DbSettings("legacy", "127.0.0.11", 3306, "furet", "s3cret",
+                          ssl_ca="/etc/furet/tls/ca.crt")
     exc = Exception(1045, "Access denied for user 'furet'@'127.0.0.1' (using password: YES)")
     message = str(db_error(exc, settings, "lf_runtime"))
     assert message == ("legacy 127.0.0.11:3306 database lf_runtime: "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from migration.errors import FuretError
-from migration.inventory import load_inventory
+from migration.inventory import InventoryHost, load_inventory
 from migration.remote import select_hosts
 from tests.helpers import REPO
 
@@ -85,3 +85,39 @@ def test_etl_runner_config_dir_in_the_inventory_moves_the_remote_config(tmp_path
     assert report.exit_code == 0
     assert Host.lines == ["furet --config /etc/furet/furet.yml status",
                           "furet --config /srv/furet/etc/furet.yml status"]
+
+
+def test_ssh_host_keys_are_checked_unless_the_inventory_turns_it_off(tmp_path: Path) -> None:
+    """Fabric alone accepts any host key; furet checks it the way the inventory's ssh
+    settings say, like ansible-playbook: the lab turns checking off, production does not."""
+    import paramiko
+
+    from migration.inventory import host_key_settings
+    from migration.remote import connection_for
+
+    lab = {h.name: h for h in load_inventory(REPO / "inventories/lab/hosts.yml")}["etl1"]
+    prod = load_inventory(REPO / "inventories/production/hosts.yml")[0]
+    assert (lab.check_host_key, lab.known_hosts) == (False, None)
+    assert (prod.check_host_key, prod.known_hosts) == (True, None)
+    assert host_key_settings({"ansible_ssh_common_args": "-o UserKnownHostsFile=/k/h"}) == \
+        (True, "/k/h")
+    assert host_key_settings({"ansible_ssh_extra_args": "-oStrictHostKeyChecking=no"}) == \
+        (False, None)
+    assert host_key_settings({"ansible_host_key_checking": False}) == (False, None)
+
+    assert isinstance(connection_for(lab).client._policy, paramiko.AutoAddPolicy)
+    known = tmp_path / "known_hosts"
+    key = paramiko.Ed25519Key.from_private_key_file(str(_lab_like_key(tmp_path)))
+    known.write_text(f"10.0.0.9 {key.get_name()} {key.get_base64()}\n")
+    checked = connection_for(InventoryHost("db1", "10.0.0.9", "deploy", 22, None, ("etl",),
+                                           known_hosts=str(known)))
+    assert isinstance(checked.client._policy, paramiko.RejectPolicy)
+    assert checked.client._system_host_keys.lookup("10.0.0.9") is not None
+
+
+def _lab_like_key(tmp_path: Path) -> Path:
+    import subprocess
+
+    path = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path

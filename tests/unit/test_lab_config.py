@@ -25,7 +25,7 @@ def test_lab_hosts_come_from_the_inventory() -> None:
     config = load_lab_config(REPO)
     names = [h.name for h in config.hosts]
     assert names == ["legacy1", "galera1", "galera2", "galera3",
-                     "cassandra1", "cassandra2", "cassandra3", "etl1", "app1"]
+                     "cassandra1", "cassandra2", "cassandra3", "etl1", "app1", "backup1"]
     addresses = {h.address for h in config.hosts}
     assert len(addresses) == len(names), "every lab host needs its own address"
     assert config.container_name(config.hosts[0]) == "furet-lab-legacy1"

@@ -7,12 +7,13 @@ unreachable documentation addresses: the play must decide on the controller alon
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import REPO, run_playbook
+from tests.helpers import REPO, PlaybookRun, run_playbook
 
 LAB_INVENTORY = yaml.safe_load((REPO / "inventories/lab/hosts.yml").read_text())
 
@@ -24,6 +25,8 @@ def _inventory(tmp_path: Path, mutate) -> Path:
     for group in data["all"]["children"].values():
         for host_vars in group["hosts"].values():
             host_vars["ansible_host"] = "192.0.2.1"
+    # Every inventory names the networks SSH stays open to (the firewall's preflight).
+    data["all"]["vars"] = {"firewall_management_networks": ["192.0.2.0/24"]}
     mutate(data["all"]["children"])
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(data))
@@ -100,3 +103,70 @@ def test_operations_refuse_bad_arguments_before_any_host_is_touched(
     assert message in " ".join(run.output.split()), run.output[-3000:]
     assert "UNREACHABLE" not in run.output
     assert "Recover | Reach every node" not in run.output
+
+
+# The roles' own preflights check the passwords' length: their messages name the variable
+# (or the entry of a user list) and are visible, the value is not in them. One weak secret
+# per case: a failed check ends the host's play.
+@pytest.mark.parametrize(("group", "role", "vars_file", "old", "new", "message"), [
+    ("galera", "mariadb_galera", "galera.yml", "lab-sst-not-secret", "short1",
+     "host galera1: galera_sst_password must be set, 8 characters or more"),
+    ("galera", "mariadb_galera", "galera.yml", "password: lab-legacy-webapp-not-secret",
+     "password: tiny22",
+     "host galera1: galera_users entry webapp needs a name and a password of 8 characters"),
+    ("cassandra", "cassandra", "cassandra.yml", "lab-cassandra-admin-not-secret", "short3",
+     "host cassandra1: cassandra_superuser (not 'cassandra') and cassandra_superuser_password"),
+    ("cassandra", "cassandra", "cassandra.yml", "lab-cassandra-furet-not-secret", "tiny44",
+     "cassandra_roles: role furet needs a name and, when it logs in, a password"),
+    ("legacy_mysql", "legacy_mysql", "legacy_mysql.yml", "lab-legacy-webapp-not-secret",
+     "short5", "host legacy1: legacy_mysql_users entry webapp needs a name, a priv and a password"),
+], ids=["galera_sst_password", "galera_users", "cassandra_superuser_password",
+        "cassandra_roles", "legacy_mysql_users"])
+def test_role_preflight_messages_name_the_variable_visibly(
+        tmp_path: Path, group: str, role: str, vars_file: str, old: str, new: str,
+        message: str) -> None:
+    run = _role_preflight(tmp_path, group, role, vars_file, old, new)
+    assert run.returncode != 0, run.output[-3000:]
+    assert message in " ".join(run.output.split()), run.output[-3000:]
+    assert "output has been hidden" not in run.output
+    assert "censored" not in run.output
+    assert new.removeprefix("password: ") not in run.output
+
+
+def _role_preflight(tmp_path: Path, group: str, role: str, vars_file: str, old: str,
+                    new: str) -> PlaybookRun:
+    """The role's entry point preflight on the lab's inventory, with ``old`` replaced by
+    ``new`` in group_vars/``vars_file``."""
+    root = tmp_path / "lab"
+    shutil.copytree(REPO / "inventories/lab", root)
+    path = root / "group_vars" / vars_file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    playbook = tmp_path / "role_preflight.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Role preflight", "hosts": group, "gather_facts": False,
+        "tasks": [{"name": "Preflight of the role", "ansible.builtin.include_role": {
+            "name": role, "tasks_from": "preflight"}}]}]))
+    return run_playbook(str(playbook), inventory=root / "hosts.yml")
+
+
+# A user bound to hosts whose list is empty (`groups['app_endpoint'] | default([])` without
+# an endpoint) would lose its account at '%' and get none: refused, naming the user.
+@pytest.mark.parametrize(("group", "role", "vars_file", "old", "new", "message"), [
+    ("galera", "mariadb_galera", "galera.yml",
+     "hosts: \"{{ groups['app_endpoint'] | map('extract', hostvars, 'ansible_host') | list }}\"",
+     "hosts: \"{{ groups['no_endpoint'] | default([]) }}\"",
+     "host galera1: galera_users entry webapp has an empty hosts list"),
+    ("legacy_mysql", "legacy_mysql", "legacy_mysql.yml",
+     "  - name: webapp\n    password: lab-legacy-webapp-not-secret\n",
+     "  - name: webapp\n    password: lab-legacy-webapp-not-secret\n    hosts: []\n",
+     "host legacy1: legacy_mysql_users entry webapp has an empty hosts list"),
+], ids=["galera_users", "legacy_mysql_users"])
+def test_a_user_bound_to_an_empty_hosts_list_is_refused(
+        tmp_path: Path, group: str, role: str, vars_file: str, old: str, new: str,
+        message: str) -> None:
+    run = _role_preflight(tmp_path, group, role, vars_file, old, new)
+    assert run.returncode != 0, run.output[-3000:]
+    assert message in " ".join(run.output.split()), run.output[-3000:]
+    assert "lab-legacy-webapp-not-secret" not in run.output
+    assert "output has been hidden" not in run.output

@@ -24,9 +24,12 @@ PREFIXES = {
     "mariadb_galera": "galera_",
     "haproxy_galera": "haproxy_galera_",
     "app_endpoint": "app_endpoint_",
+    "backup": "backup_",
     "cassandra": "cassandra_",
     "etl_runner": "etl_runner_",
     "legacy_mysql": "legacy_mysql_",
+    "pki": "pki_",
+    "firewall": "firewall_",
 }
 # Tags are namespaced by role: the role's tag alone, or "<tag>:<part>".
 TAGS = {
@@ -36,7 +39,10 @@ TAGS = {
     "cassandra": "cassandra",
     "etl_runner": "etl",
     "app_endpoint": "app_endpoint",
+    "backup": "backup",
     "legacy_mysql": "legacy",
+    "pki": "pki",
+    "firewall": "firewall",
 }
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
 INCLUDE_ROLE = {"ansible.builtin.include_role", "ansible.builtin.import_role",
@@ -155,6 +161,9 @@ def test_every_tasks_from_names_an_entry_point_with_its_own_specs() -> None:
         ("mariadb_galera", "rolling_restart"), ("haproxy_galera", "drain"),
         ("haproxy_galera", "undrain"), ("cassandra", "rolling_restart"),
         ("cassandra", "repair"), ("common", "preflight"), ("etl_runner", "binary"),
+        ("backup", "take"), ("backup", "restore_test"), ("mariadb_galera", "backup_source"),
+        ("cassandra", "backup_source"), ("cassandra", "dist"), ("common", "backup_account"),
+        ("firewall", "preflight"), ("firewall", "render"),
     }
     for where, role, tasks_from in includes:
         assert not re.search(r"\.ya?ml$", tasks_from), (
@@ -173,6 +182,30 @@ def test_operation_playbooks_are_thin() -> None:
                 action = next(k for k in task if "." in k or k in INCLUDE_ROLE)
                 assert action in INCLUDE_ROLE, f"{path.name}: {task.get('name')} is {action}"
 
+
+
+def test_rolling_plays_stop_at_the_first_failing_node() -> None:
+    """A play with `serial` stops the whole run when one node fails (STYLE: rolling plays):
+    else the next node would be taken down beside a broken one."""
+    for path in sorted((REPO / "playbooks").glob("*.yml")):
+        for play in yaml.safe_load(path.read_text()):
+            if "serial" in play:
+                assert (play.get("max_fail_percentage"), play.get("any_errors_fatal")) == \
+                    (0, True), f"{path.name}: {play['name']}"
+
+
+def test_certificates_gathers_the_facts_the_nodes_addresses_default_to() -> None:
+    """galera_node_address and cassandra_listen_address default to the default IPv4 fact
+    (production sets neither): certificates.yml's node plays gather the network facts."""
+    for role, variable in (("mariadb_galera", "galera_node_address"),
+                           ("cassandra", "cassandra_listen_address")):
+        assert "ansible_facts['default_ipv4']" in str(
+            _load(REPO / "roles" / role / "defaults" / "main.yml")[variable])
+    plays = {p["hosts"]: p for p in yaml.safe_load(
+        (REPO / "playbooks/certificates.yml").read_text()) if "hosts" in p}
+    for group in ("galera", "cassandra"):
+        assert plays[group].get("gather_facts") is True, group
+        assert {"all", "network"} & set(plays[group].get("gather_subset", ["all"])), group
 
 def _all_tasks_of_play(play: dict) -> Iterator[dict]:
     for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
@@ -196,3 +229,23 @@ def test_tags_are_namespaced_by_role_and_reach_the_included_tasks(role: str) -> 
                     f"{role}/{path.name}: {task['name']}: include_tasks needs apply: tags: {tags}")
     main = yaml.safe_load((root / "main.yml").read_text())
     assert all(f"{tag}" in t.get("tags", []) for t in main), f"{role}: untagged part in main.yml"
+
+
+def test_controller_side_tasks_never_go_through_sudo() -> None:
+    """A task run on the controller (delegate_to localhost) sets the variable
+    ansible_become: false. The `become: false` keyword is not enough: an inventory's
+    ansible_become: true (production's group_vars) is a variable and beats the keyword, so
+    the operator's CA would be made through sudo (root-owned) or sudo would drop
+    SSH_CONNECTION."""
+    bad = []
+    for role in ROLES:
+        for sub in ("tasks", "handlers"):
+            for path in sorted((REPO / "roles" / role / sub).glob("*.yml")):
+                for task in _tasks(yaml.safe_load(path.read_text())):
+                    where = f"{role}/{sub}/{path.name}: {task.get('name')}"
+                    if task.get("become") is False:
+                        bad.append(f"{where}: `become: false` (use vars: ansible_become: false)")
+                    if (task.get("delegate_to") == "localhost"
+                            and (task.get("vars") or {}).get("ansible_become") is not False):
+                        bad.append(f"{where}: delegated to localhost without ansible_become false")
+    assert bad == [], "\n".join(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 
 from click.testing import CliRunner
 from rich.console import Console
@@ -124,6 +125,8 @@ def test_html_is_self_contained_and_shows_the_differing_ranges_and_days(tmp_path
     assert json_path.name.startswith("verify-runtime-") and json_path.suffix == ".json"
     assert html_path.with_suffix(".json") == json_path
     assert "source and target agree" in html_path.read_text()
+    # rows of the data: owner and group only, whatever the umask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (json_path, html_path)} == {0o640}
 
 
 def test_plain_progress_prints_lines_not_bars() -> None:

@@ -20,6 +20,12 @@ options:
   login_user: {type: str, description: Role to log in as.}
   login_password: {type: str, description: Its password.}
   connect_timeout: {type: float, default: 10, description: Seconds.}
+  ssl_ca:
+    type: str
+    description:
+      - CA file (PEM) on the host that runs the module. Set, the connection is TLS, the
+        node's certificate must chain to it and carry I(login_host) in its SANs. A failed
+        handshake fails the module, also with I(check_login).
   check_login:
     type: bool
     default: false
@@ -58,6 +64,8 @@ statements: {type: list, returned: always, description: Statements run (password
 rows: {type: list, returned: query, description: Rows as dicts.}
 """
 
+import re
+import ssl
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -79,9 +87,20 @@ NTS = "org.apache.cassandra.locator.NetworkTopologyStrategy"
 ALL_ON_KEYSPACE = {"CREATE", "ALTER", "DROP", "SELECT", "MODIFY", "AUTHORIZE"}
 
 
+def ssl_context(params):
+    """A client context verifying the node against params['ssl_ca'] (None: plaintext)."""
+    if not params.get("ssl_ca"):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cafile=params["ssl_ca"])
+    return context
+
+
 def connect(params, user=None, password=None):
     auth = PlainTextAuthProvider(user, password) if user else None
     cluster = Cluster([params["login_host"]], port=params["login_port"], auth_provider=auth,
+                      ssl_context=ssl_context(params),
                       load_balancing_policy=WhiteListRoundRobinPolicy([params["login_host"]]),
                       connect_timeout=params["connect_timeout"],
                       control_connection_timeout=params["connect_timeout"])
@@ -92,9 +111,18 @@ def connect(params, user=None, password=None):
         raise
 
 
+# A failed handshake, as the driver reports it: "... [SSL: CERTIFICATE_VERIFY_FAILED]
+# certificate verify failed: self-signed certificate (_ssl.c:1006)".
+SSL_TEXT = re.compile(r"\[SSL(?:: [A-Z0-9_]+)?\] (.*?)(?: \(_ssl\.c:\d+\))?$")
+
+
 def login_error(exc):
-    """('auth'|'unreachable', message) for a failed connection."""
+    """('auth'|'tls'|'unreachable', message) for a failed connection."""
     errors = getattr(exc, "errors", None) or {}
+    for err in errors.values():
+        match = SSL_TEXT.search(str(err).strip())
+        if match:
+            return "tls", match.group(1).rstrip(".")[:300]
     for err in errors.values():
         if isinstance(err, AuthenticationFailed) or "AuthenticationFailed" in repr(err) \
                 or "Bad credentials" in str(err) or "incorrect" in str(err):
@@ -222,6 +250,7 @@ def main():
             login_user=dict(type="str"),
             login_password=dict(type="str", no_log=True),
             connect_timeout=dict(type="float", default=10),
+            ssl_ca=dict(type="str"),
             check_login=dict(type="bool", default=False),
             keyspace=dict(type="dict"),
             role=dict(type="dict", no_log=False),
@@ -242,9 +271,17 @@ def main():
         module.no_log_values.add(p["role"]["password"])
 
     try:
+        ssl_context(p)
+    except (OSError, ssl.SSLError) as exc:
+        module.fail_json(msg="%s:%s: TLS: cannot read the CA file %s: %s"
+                         % (p["login_host"], p["login_port"], p["ssl_ca"], exc))
+    try:
         cluster, session = connect(p, p["login_user"], p["login_password"])
     except NoHostAvailable as exc:
         kind, msg = login_error(exc)
+        if kind == "tls":
+            module.fail_json(msg="%s:%s: TLS: %s (CA %s)" % (p["login_host"], p["login_port"],
+                                                            msg, p["ssl_ca"]))
         if p["check_login"]:
             module.exit_json(changed=False, can_login=False, reason="%s: %s" % (kind, msg))
         module.fail_json(msg="%s:%s as %s: %s (%s)" % (p["login_host"], p["login_port"],

@@ -16,6 +16,13 @@ options:
   socket: {type: path, required: true, description: HAProxy's admin socket.}
   backend: {type: str, required: true, description: Backend name.}
   server: {type: str, required: true, description: Server name in that backend.}
+  settle:
+    type: int
+    default: 0
+    description:
+      - Seconds to read again while the status is in transition ("UP 1/2": up, with one
+        failed check of those that mark it down), so that the answer says where HAProxy
+        is going. The status as last read is returned when the time is up.
 """
 
 RETURN = r"""
@@ -26,6 +33,7 @@ check: {type: str, returned: success, description: Last health check (check_stat
 import csv
 import io
 import socket
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -41,17 +49,27 @@ def parse_stat(text, backend, server):
     return None
 
 
-def main():
-    module = AnsibleModule(argument_spec=dict(
-        socket=dict(type="path", required=True),
-        backend=dict(type="str", required=True),
-        server=dict(type="str", required=True)), supports_check_mode=True)
-    p = module.params
+def in_transition(status):
+    """HAProxy writes a status between two states with the checks counted: "UP 1/2"."""
+    return "/" in status
+
+
+def settled(read, settle, clock=time.monotonic, sleep=time.sleep, interval=0.5):
+    """read() until its status is not in transition or `settle` seconds have passed."""
+    deadline = clock() + settle
+    found = read()
+    while found is not None and in_transition(found[0]) and clock() < deadline:
+        sleep(interval)
+        found = read()
+    return found
+
+
+def read_stat(module, path, backend, server):
     chunks = []
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
-            sock.connect(p["socket"])
+            sock.connect(path)
             sock.sendall(b"show stat\n")
             while True:
                 chunk = sock.recv(65536)
@@ -59,8 +77,19 @@ def main():
                     break
                 chunks.append(chunk)
     except OSError as exc:
-        module.fail_json(msg="HAProxy admin socket %s: %s" % (p["socket"], exc))
-    found = parse_stat(b"".join(chunks).decode("utf-8", "replace"), p["backend"], p["server"])
+        module.fail_json(msg="HAProxy admin socket %s: %s" % (path, exc))
+    return parse_stat(b"".join(chunks).decode("utf-8", "replace"), backend, server)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        socket=dict(type="path", required=True),
+        backend=dict(type="str", required=True),
+        server=dict(type="str", required=True),
+        settle=dict(type="int", default=0)), supports_check_mode=True)
+    p = module.params
+    found = settled(lambda: read_stat(module, p["socket"], p["backend"], p["server"]),
+                    p["settle"])
     if found is None:
         module.fail_json(msg="HAProxy has no server %s in backend %s" % (p["server"], p["backend"]))
     module.exit_json(changed=False, status=found[0], check=found[1])

@@ -1,0 +1,123 @@
+"""playbooks/pki.yml (role pki: the controller part of site.yml and certificates.yml) on
+the lab's inventory, on the controller only: no host is contacted. The CA and each node's
+certificate are made once, a second run changes nothing, a renewal re-issues the nodes'
+certificates and keeps the CA, and what is made is what the services need (PKCS#8 keys,
+the names, both usages). Certificates of your own CA are checked, not signed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.helpers import run_playbook
+
+# the lab's pki_node_groups: the clusters' nodes and its managed legacy master
+NODES = ("galera1", "galera2", "galera3", "cassandra1", "cassandra2", "cassandra3", "legacy1")
+
+
+def _openssl(*args: str) -> str:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+
+
+def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    first = run_playbook("pki.yml", "-e", f"pki_dir={pki}")
+    assert first.returncode == 0, first.output[-4000:]
+    assert sorted(p.stem for p in (pki / "nodes").glob("*.crt")) == sorted(NODES)
+    assert (pki / "ca.key").stat().st_mode & 0o077 == 0
+    assert (pki / "nodes").stat().st_mode & 0o077 == 0
+    for node in NODES:
+        crt, key = pki / "nodes" / f"{node}.crt", pki / "nodes" / f"{node}.key"
+        assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")     # PKCS#8
+        assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
+            f"{crt}: OK"
+        text = _openssl("x509", "-in", str(crt), "-noout", "-text")
+        assert f"DNS:{node}" in text and "IP Address:10.213.0." in text
+        assert ("DNS:galera.furet.internal" in text) == node.startswith("galera")
+        # the application endpoint's name: the legacy master before the switch, Galera after
+        assert ("DNS:db.furet.internal" in text) == node.startswith(("galera", "legacy"))
+        assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
+
+    second = run_playbook("pki.yml", "-e", f"pki_dir={pki}")
+    assert second.returncode == 0 and second.changed_hosts() == {}, second.output[-4000:]
+    checked = run_playbook("pki.yml", "--check", "-e", f"pki_dir={pki}")
+    assert checked.returncode == 0 and checked.changed_hosts() == {}, checked.output[-4000:]
+
+    serials = {n: _openssl("x509", "-in", str(pki / "nodes" / f"{n}.crt"), "-noout", "-serial")
+               for n in NODES}
+    ca_before = (pki / "ca.crt").read_text()
+    renewed = run_playbook("pki.yml", "-e", f"pki_dir={pki}", "-e",
+                           "pki_renew_days=800")     # every node certificate is due
+    assert renewed.returncode == 0, renewed.output[-4000:]
+    assert (pki / "ca.crt").read_text() == ca_before
+    for node in NODES:
+        crt = pki / "nodes" / f"{node}.crt"
+        assert _openssl("x509", "-in", str(crt), "-noout", "-serial") != serials[node]
+        assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
+            f"{crt}: OK"
+
+
+def test_your_own_ca_is_checked_not_signed(tmp_path: Path) -> None:
+    """pki_mode external: certificates made by another CA are used as they are when they
+    chain, match and are valid; a node whose certificate does not chain is named."""
+    made = tmp_path / "made"
+    assert run_playbook("pki.yml", "-e", f"pki_dir={made}").returncode == 0
+    external = tmp_path / "external"
+    (external / "nodes").mkdir(parents=True)
+    for path in [made / "ca.crt", *sorted((made / "nodes").glob("*.crt")),
+                 *sorted((made / "nodes").glob("*.key"))]:
+        target = external / path.relative_to(made)
+        target.write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in (external / "nodes").iterdir()}
+    ok = run_playbook("pki.yml", "-e", f"pki_dir={external}", "-e",
+                      "pki_mode=external")
+    assert ok.returncode == 0 and ok.changed_hosts() == {}, ok.output[-4000:]
+    checked = run_playbook("pki.yml", "--check", "-e", f"pki_dir={external}", "-e",
+                           "pki_mode=external")     # its probes run in check mode too
+    assert checked.returncode == 0 and checked.changed_hosts() == {}, checked.output[-4000:]
+    assert {p.name: p.read_bytes() for p in (external / "nodes").iterdir()} == before
+    assert not (external / "ca.key").exists()
+    # galera2's certificate and key replaced by a self-signed pair: it chains to nothing
+    nodes = external / "nodes"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=galera2", "-days", "700",
+                    "-keyout", str(nodes / "galera2.key"), "-out", str(nodes / "galera2.crt")],
+                   check=True, capture_output=True, timeout=30)
+    bad = run_playbook("pki.yml", "-e", f"pki_dir={external}", "-e",
+                       "pki_mode=external")
+    assert bad.returncode != 0
+    assert f"galera2: {external}/nodes/galera2.crt and .key must exist, chain to" in bad.output
+    assert f"galera1: {external}/nodes/galera1.crt and .key must" not in bad.output
+
+
+def test_check_mode_on_a_fresh_pki_dir_changes_nothing_and_does_not_fail(tmp_path: Path) -> None:
+    """`site.yml --check --diff` on a new inventory: pki.yml reports what it would make
+    (only the controller's directory is made, as probes need it), and the deploy entry point
+    skips the files that check mode did not make instead of failing on them."""
+    pki = tmp_path / "pki"
+    check = run_playbook("pki.yml", "--check", "-e", f"pki_dir={pki}")
+    assert check.returncode == 0, check.output[-4000:]
+    assert check.changed_hosts(), check.output[-4000:]      # it says it would make them
+    assert (pki / "nodes").is_dir() and list(pki.rglob("*.*")) == []
+
+    # the deploy entry point, on this machine as a node of the lab's galera group
+    deployed = tmp_path / "deployed"
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"galera": {"hosts": {
+        "galera1": {"ansible_connection": "local", "ansible_host": "127.0.0.1",
+                    "ansible_python_interpreter": sys.executable}}}}}}))
+    playbook = tmp_path / "deploy.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Deploy", "hosts": "galera", "gather_facts": False, "tasks": [
+            {"name": "Deploy", "ansible.builtin.include_role": {
+                "name": "pki", "tasks_from": "deploy"},
+             "vars": {"pki_dir": str(pki), "pki_deploy_dir": str(deployed),
+                      "pki_deploy_node": True, "pki_deploy_bundle": bundle}}]}
+        for bundle in (False, True)]))
+    run = run_playbook(str(playbook), "--check", inventory=inventory)
+    assert run.returncode == 0, run.output[-4000:]
+    assert not deployed.exists()
