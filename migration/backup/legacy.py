@@ -117,6 +117,16 @@ def _option_value(text: str) -> str:
     return f'"{escaped}"'
 
 
+def refuse_unchecked_name(settings: DbSettings) -> None:
+    """mariadb-dump has no option for the name to check in the server's certificate: it
+    checks the host it connects to. A differing ssl_server_name is refused (before any
+    connection), never silently ignored."""
+    if settings.ssl_server_name and settings.ssl_server_name != settings.host:
+        raise FuretError(f"{settings.where}: mariadb-dump checks the certificate against the "
+                         f"host it connects to, not {settings.role}.ssl_server_name "
+                         f"{settings.ssl_server_name!r}: set {settings.role}.host to that name")
+
+
 def client_option_file(settings: DbSettings, directory: Path) -> Path:
     """A ``[client]`` option file with the server and the password, mode 0600 from its
     creation (the password never reaches argv, where ``ps`` shows it)."""
@@ -125,10 +135,7 @@ def client_option_file(settings: DbSettings, directory: Path) -> Path:
              f"password={_option_value(settings.password)}"]
     if settings.unix_socket:
         lines.append(f"socket={_option_value(settings.unix_socket)}")
-    if settings.ssl_server_name and settings.ssl_server_name != settings.host:
-        raise FuretError(f"{settings.where}: mariadb-dump checks the certificate against the "
-                         f"host it connects to, not {settings.role}.ssl_server_name "
-                         f"{settings.ssl_server_name!r}: set {settings.role}.host to that name")
+    refuse_unchecked_name(settings)
     if settings.ssl_ca:
         # TLS required, the server verified against the CA (mariadb-dump checks the name
         # it connects to: the host must be in the server's certificate)
@@ -280,6 +287,7 @@ def backup_legacy(config: FuretConfig, to: Path | str,
     names = tuple(dict.fromkeys(databases))
     if not names:
         raise FuretError("backup legacy: no database to back up")
+    refuse_unchecked_name(settings)
     refuse_used(directory)
     dump_tool, zstd_tool = tool("mariadb-dump", "mysqldump"), tool("zstd")
     version_line = subprocess.run([dump_tool, "--version"], capture_output=True, text=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from migration.config import DbSettings, load_config
+from migration.config import DbSettings, FuretConfig, load_config
 from migration.db import db_error, tls_context
 from migration.errors import FuretError
 
@@ -114,3 +114,18 @@ def test_the_dump_refuses_a_name_it_cannot_check(tmp_path: Path) -> None:
     written = client_option_file(DbSettings("legacy", "10.0.0.5", password="pw",
                                             ssl_ca="/ca.crt"), tmp_path).read_text()
     assert "\nssl\nssl-ca=\"/ca.crt\"\nssl-verify-server-cert\n" in written
+
+
+def test_the_backup_refuses_that_name_before_it_connects(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from migration.backup import legacy
+
+    def connect(settings: DbSettings) -> None:
+        raise AssertionError(f"connected to {settings.host}")
+
+    monkeypatch.setattr(legacy, "connect", connect)
+    config = FuretConfig(legacy=DbSettings("legacy", "10.0.0.5", password="pw",
+                                           ssl_ca="/ca.crt", ssl_server_name="db.example"))
+    with pytest.raises(FuretError, match="not legacy.ssl_server_name 'db.example'"):
+        legacy.backup_legacy(config, tmp_path / "backup")
+    assert not (tmp_path / "backup").exists()
