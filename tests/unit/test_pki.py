@@ -1,5 +1,5 @@
 """playbooks/pki.yml (role pki: the controller part of site.yml and certificates.yml) on
-the lab's inventory, on the controller only: no host is contacted. The CA and each node's
+the lab's inventory, on the controller only (pki_new_ca: no host is read). The CA and each node's
 certificate are made once, a second run changes nothing, a renewal re-issues the nodes'
 certificates and keeps the CA, and what is made is what the services need (PKCS#8 keys,
 the names, both usages). Certificates of your own CA are checked, not signed."""
@@ -14,6 +14,9 @@ import yaml
 
 from tests.helpers import run_playbook
 
+# a scratch pki_dir while the lab's hosts may hold the lab's CA: the guard (test_pki_guard)
+# would refuse it; these tests are about the controller's part
+SCRATCH = ("-e", "pki_new_ca=true")
 # the lab's pki_node_groups: the clusters' nodes and its managed legacy master
 NODES = ("galera1", "galera2", "galera3", "cassandra1", "cassandra2", "cassandra3", "legacy1")
 
@@ -25,7 +28,7 @@ def _openssl(*args: str) -> str:
 
 def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
-    first = run_playbook("pki.yml", "-e", f"pki_dir={pki}")
+    first = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}")
     assert first.returncode == 0, first.output[-4000:]
     assert sorted(p.stem for p in (pki / "nodes").glob("*.crt")) == sorted(NODES)
     assert (pki / "ca.key").stat().st_mode & 0o077 == 0
@@ -42,15 +45,15 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
         assert ("DNS:db.furet.internal" in text) == node.startswith(("galera", "legacy"))
         assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
 
-    second = run_playbook("pki.yml", "-e", f"pki_dir={pki}")
+    second = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}")
     assert second.returncode == 0 and second.changed_hosts() == {}, second.output[-4000:]
-    checked = run_playbook("pki.yml", "--check", "-e", f"pki_dir={pki}")
+    checked = run_playbook("pki.yml", *SCRATCH, "--check", "-e", f"pki_dir={pki}")
     assert checked.returncode == 0 and checked.changed_hosts() == {}, checked.output[-4000:]
 
     serials = {n: _openssl("x509", "-in", str(pki / "nodes" / f"{n}.crt"), "-noout", "-serial")
                for n in NODES}
     ca_before = (pki / "ca.crt").read_text()
-    renewed = run_playbook("pki.yml", "-e", f"pki_dir={pki}", "-e",
+    renewed = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}", "-e",
                            "pki_renew_days=800")     # every node certificate is due
     assert renewed.returncode == 0, renewed.output[-4000:]
     assert (pki / "ca.crt").read_text() == ca_before
@@ -65,7 +68,7 @@ def test_your_own_ca_is_checked_not_signed(tmp_path: Path) -> None:
     """pki_mode external: certificates made by another CA are used as they are when they
     chain, match and are valid; a node whose certificate does not chain is named."""
     made = tmp_path / "made"
-    assert run_playbook("pki.yml", "-e", f"pki_dir={made}").returncode == 0
+    assert run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={made}").returncode == 0
     external = tmp_path / "external"
     (external / "nodes").mkdir(parents=True)
     for path in [made / "ca.crt", *sorted((made / "nodes").glob("*.crt")),
@@ -73,10 +76,10 @@ def test_your_own_ca_is_checked_not_signed(tmp_path: Path) -> None:
         target = external / path.relative_to(made)
         target.write_bytes(path.read_bytes())
     before = {p.name: p.read_bytes() for p in (external / "nodes").iterdir()}
-    ok = run_playbook("pki.yml", "-e", f"pki_dir={external}", "-e",
+    ok = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={external}", "-e",
                       "pki_mode=external")
     assert ok.returncode == 0 and ok.changed_hosts() == {}, ok.output[-4000:]
-    checked = run_playbook("pki.yml", "--check", "-e", f"pki_dir={external}", "-e",
+    checked = run_playbook("pki.yml", *SCRATCH, "--check", "-e", f"pki_dir={external}", "-e",
                            "pki_mode=external")     # its probes run in check mode too
     assert checked.returncode == 0 and checked.changed_hosts() == {}, checked.output[-4000:]
     assert {p.name: p.read_bytes() for p in (external / "nodes").iterdir()} == before
@@ -87,7 +90,7 @@ def test_your_own_ca_is_checked_not_signed(tmp_path: Path) -> None:
                     "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=galera2", "-days", "700",
                     "-keyout", str(nodes / "galera2.key"), "-out", str(nodes / "galera2.crt")],
                    check=True, capture_output=True, timeout=30)
-    bad = run_playbook("pki.yml", "-e", f"pki_dir={external}", "-e",
+    bad = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={external}", "-e",
                        "pki_mode=external")
     assert bad.returncode != 0
     assert f"galera2: {external}/nodes/galera2.crt and .key must exist, chain to" in bad.output
@@ -99,7 +102,7 @@ def test_check_mode_on_a_fresh_pki_dir_changes_nothing_and_does_not_fail(tmp_pat
     (only the controller's directory is made, as probes need it), and the deploy entry point
     skips the files that check mode did not make instead of failing on them."""
     pki = tmp_path / "pki"
-    check = run_playbook("pki.yml", "--check", "-e", f"pki_dir={pki}")
+    check = run_playbook("pki.yml", *SCRATCH, "--check", "-e", f"pki_dir={pki}")
     assert check.returncode == 0, check.output[-4000:]
     assert check.changed_hosts(), check.output[-4000:]      # it says it would make them
     assert (pki / "nodes").is_dir() and list(pki.rglob("*.*")) == []
