@@ -1,0 +1,43 @@
+"""Filters for the upgrade playbooks, from furet's one place for upgrade rules
+(migration/upgrade.py): a refusal comes back as a reason for the play's assert to print in
+one line, never as a template error.
+
+    {{ {'cassandra1': ['5.0.8', 'rbx']} | cassandra_upgrade_plan('5.0.9', ['rbx']) }}
+        -> {'refused': '', 'order': ['cassandra1'], 'done': [], ...}
+    {{ {'cassandra1': '5.0.8', 'cassandra2': '5.0.9'} | furet_mixed_versions('repair') }}
+        -> 'repair is refused while the nodes run different versions (...)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from migration.errors import FuretError
+from migration.upgrade import plan_cassandra_upgrade, refuse_mixed_versions
+
+
+def cassandra_upgrade_plan(nodes: Mapping[str, Sequence[str]], target: str,
+                           dc_order: Sequence[str] = (),
+                           allow_prerelease: bool = False) -> dict[str, Any]:
+    try:
+        plan = plan_cassandra_upgrade({h: (str(v[0]), str(v[1])) for h, v in nodes.items()},
+                                      str(target), list(dc_order or ()),
+                                      allow_prerelease=bool(allow_prerelease))
+    except FuretError as exc:
+        return {"refused": str(exc)}
+    return {"refused": "", **plan.as_dict()}
+
+
+def furet_mixed_versions(versions: Mapping[str, str], what: str) -> str:
+    try:
+        refuse_mixed_versions({h: str(v) for h, v in versions.items()}, what)
+    except FuretError as exc:
+        return str(exc)
+    return ""
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"cassandra_upgrade_plan": cassandra_upgrade_plan,
+                "furet_mixed_versions": furet_mixed_versions}
