@@ -114,10 +114,9 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         time.sleep(5)
         assert failed.returncode != 0, "the play went on past a node that cannot start"
         said = " ".join(failed.output.split())
-        message = re.search(rf"{broken} is not upgraded to {NEW}: (.*?)\"", said)
-        assert message, said[-4000:]
+        assert f"{broken} is not upgraded to {NEW}: " in said, said[-4000:]
         assert (f"ansible-playbook playbooks/cassandra_rollback_node.yml -l {broken} "
-                f"-e cassandra_rollback_version={OLD}") in message.group(1)
+                f"-e cassandra_rollback_version={OLD}") in said, said[-4000:]
         assert len(writer.acked) > acked_at_failure, "the ring stopped taking writes"
         versions = {n: _version(h) for n, h in hosts.items()}
         assert all(versions[n] == NEW for n in before_broken), versions
