@@ -146,7 +146,8 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         writer.stop()
         assert {n: _version(h) for n, h in hosts.items()} == dict.fromkeys(NODES, NEW)
         assert all(_un(h) == 3 for h in hosts.values())
-        tag = re.search(r"snapshot (furet-upgrade-\S+) on every node", resumed.output)
+        tag = re.search(r"snapshot (furet-upgrade-\S+) on every node",
+                        " ".join(resumed.output.split()))   # the callback folds long lines
         assert tag, resumed.output[-3000:]
         for host in hosts.values():
             assert tag.group(1) in node_shell(host, "nodetool listsnapshots")
