@@ -792,6 +792,53 @@ def _say_line(text: str) -> None:
 
 
 @cli.group()
+def hold() -> None:
+    """The platform hold: no round, repair, backup or schema change while it is there (a
+    Galera upgrade with the nodes on mixed versions)."""
+
+
+@contract.click_command(hold, "hold_take")
+@click.pass_context
+def hold_take_cmd(ctx: click.Context, reason: str) -> None:
+    """Put furet on hold for REASON."""
+    from migration.hold import take
+
+    config = _config(ctx)
+    holder, took = take(config.target, reason)
+    _say_line(f"{config.target.where}: on hold for `{holder.command}`"
+              + ("" if took else f", as it was since {holder.started_at} UTC"))
+
+
+@contract.click_command(hold, "hold_release")
+@click.pass_context
+def hold_release_cmd(ctx: click.Context, reason: str | None) -> None:
+    """End the hold."""
+    from migration.hold import release
+
+    config = _config(ctx)
+    ended = release(config.target, reason or "")
+    _say_line(f"{config.target.where}: " + (f"hold for `{ended.command}` released"
+                                            if ended else "not on hold"))
+
+
+@contract.click_command(hold, "hold_show")
+@click.pass_context
+def hold_show_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Whether furet is on hold, and for what."""
+    from migration.hold import show
+
+    config = _config(ctx)
+    holder = show(config.target)
+    if as_json:
+        click.echo(json.dumps(None if holder is None else {
+            "reason": holder.command, "host": holder.host, "since": holder.started_at}))
+    else:
+        _say_line(f"{config.target.where}: " + (
+            f"on hold for `{holder.command}` since {holder.started_at} UTC (host {holder.host})"
+            if holder else "not on hold"))
+
+
+@cli.group()
 def backup() -> None:
     """Backups whose restore is proven by furet's chunk checksums."""
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -440,7 +440,21 @@ RECORD = Option("--record", FLAG, "Record it in the ledger on the target (furet.
                 "which the cutover's preflight reads.")
 LOCK_WAIT = Option("--lock-wait", FLOAT, "Seconds to wait for running rounds to release their "
                    "flow locks before refusing.", default=300.0, minimum=0)
+HOLD_REASON = Option("--reason", help="What the hold is for, as the refusals will name it "
+                     "(e.g. \"galera upgrade to 10.11.19\").", metavar="TEXT")
 LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
+    Command("hold_take", ("hold", "take"),
+            "Put furet on hold (migration/hold.py) in the ledger on the target: every round, "
+            "repair, backup and schema change is refused naming the hold until it is released. "
+            "Refused while a round or repair runs (naming it) or while another reason holds "
+            "it; taken again for the same reason, it changes nothing.",
+            options=(replace(HOLD_REASON, required=True),)),
+    Command("hold_release", ("hold", "release"),
+            "End the hold (with --reason: only if it is that one); none is not an error.",
+            options=(HOLD_REASON,)),
+    Command("hold_show", ("hold", "show"),
+            "Whether furet is on hold, for what, since when, taken on which host.",
+            options=(JSON,)),
     Command("flow_check", ("flow", "check"),
             "Check FLOW (a flow name, as --flow takes it, or a YAML path) against the live "
             "source and target schemas: one line per table; exit 2 if a table does not fit.",

@@ -41,6 +41,7 @@ from migration.config import DbSettings
 from migration.db import connect, db_error
 from migration.engine import ledger
 from migration.errors import FuretError
+from migration.hold import held_line
 
 HEARTBEAT_S = 10.0
 RETRY_S = 1.0       # hold_all: between two tries of the whole set
@@ -74,6 +75,9 @@ def acquire(conn: pymysql.connections.Connection, flow: str, command: str,
     host = host or socket.gethostname()
     token = uuid.uuid4().hex
     ledger.ensure_ledger(conn)
+    hold = ledger.lock_holder(conn, ledger.PLATFORM_HOLD)
+    if hold is not None:   # migration/hold.py: no flow runs while the platform is held
+        raise FuretError(held_line(where, hold))
     for _ in range(3):  # inserted, else taken over from a gone holder, else refused
         if ledger.insert_lock(conn, flow, token, host, os.getpid(), command):
             return token

@@ -254,6 +254,23 @@ def lock_holder(conn: pymysql.connections.Connection, flow: str) -> LockHolder |
     return LockHolder(str(token), str(host), int(pid), str(command), str(started), float(age))
 
 
+# The platform hold (migration/hold.py): a row of furet.locks under a name no flow can
+# have, with no heartbeat (it lasts until released): while it is there no flow's lock is
+# given (rounds, repairs, backups) and furet changes no schema.
+PLATFORM_HOLD = "*platform*"
+
+
+def live_locks(conn: pymysql.connections.Connection) -> list[tuple[str, LockHolder]]:
+    """The flows whose lock has a holder alive (heartbeat within LOCK_STALE_S)."""
+    rows = query(conn, "SELECT flow, token, host, pid, command, CAST(started_at AS CHAR), "
+                       "TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(3)) / 1e6 AS age "
+                       "FROM furet.locks WHERE flow <> %s HAVING age <= %s ORDER BY flow",
+                 (PLATFORM_HOLD, LOCK_STALE_S))
+    return [(str(flow), LockHolder(str(token), str(host), int(pid), str(command),
+                                   str(started), float(age)))
+            for flow, token, host, pid, command, started, age in rows]
+
+
 def take_over_lock(conn: pymysql.connections.Connection, flow: str, old_token: str,
                    token: str, host: str, pid: int, command: str) -> bool:
     """Replace a gone holder (conditional on its token: one taker wins)."""

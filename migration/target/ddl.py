@@ -76,6 +76,7 @@ from migration.flows.source_schema import (
     ident,
     read_database,
 )
+from migration.hold import refuse_if_held
 from migration.target.cassandra_schema import DEFAULT_REPLICATION
 
 UTF8MB4_DEFAULT = "utf8mb4_unicode_ci"
@@ -424,6 +425,16 @@ def _apply_cassandra(plan: SchemaPlan, config: FuretConfig) -> SchemaResult:
     return SchemaResult(plan, tuple(applied), keyspace is None)
 
 
+def _refuse_if_held(ledger_settings: DbSettings) -> None:
+    """No schema change while the platform is on hold (migration/hold.py: a Galera upgrade
+    with the nodes on mixed versions)."""
+    try:
+        with connection(ledger_settings) as conn:
+            refuse_if_held(conn, ledger_settings.where)
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, ledger_settings, "furet", "locks") from None
+
+
 def target_schema(config: FuretConfig, flow_ref: str, apply: bool = False,
                   replication: str | None = None) -> SchemaResult:
     """The target tables of flow ``flow_ref`` (a name or a path); created with ``apply``."""
@@ -435,6 +446,7 @@ def target_schema(config: FuretConfig, flow_ref: str, apply: bool = False,
     plan = plan_schema(flow, source_settings, sources, where, replication or DEFAULT_REPLICATION)
     if not apply:
         return SchemaResult(plan)
+    _refuse_if_held(config.target)
     if target is not None:
         return _apply_mariadb(plan, target)
     return _apply_cassandra(plan, config)

@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from migration.errors import FuretError
-from migration.upgrade import plan_cassandra_upgrade, refuse_mixed_versions
+from migration.upgrade import (
+    ist_estimate,
+    plan_cassandra_upgrade,
+    plan_galera_upgrade,
+    refuse_mixed_versions,
+    removed_options,
+)
 
 
 def cassandra_upgrade_plan(nodes: Mapping[str, Sequence[str]], target: str,
@@ -29,6 +35,32 @@ def cassandra_upgrade_plan(nodes: Mapping[str, Sequence[str]], target: str,
     return {"refused": "", **plan.as_dict()}
 
 
+def galera_upgrade_plan(nodes: Mapping[str, str], target: str,
+                        sst_method: str = "rsync") -> dict[str, Any]:
+    try:
+        plan = plan_galera_upgrade({h: str(v) for h, v in nodes.items()}, str(target),
+                                   str(sst_method))
+    except FuretError as exc:
+        return {"refused": str(exc)}
+    return {"refused": "", **plan.as_dict()}
+
+
+def galera_removed_options(options: Sequence[str], target: str) -> list[str]:
+    """``my_print_defaults --mysqld`` lines -> the options the target removed, one line each
+    (a bad target version is the plan's refusal, not this filter's)."""
+    try:
+        return removed_options([str(o) for o in options], str(target))
+    except FuretError:
+        return []
+
+
+def galera_ist_estimate(write_bytes_per_s: float, downtime_s: float, gcache_bytes: int,
+                        datadir_bytes: int, sst_bytes_per_s: float) -> dict[str, Any]:
+    found = ist_estimate(float(write_bytes_per_s), float(downtime_s), int(gcache_bytes),
+                         int(datadir_bytes), float(sst_bytes_per_s))
+    return {"ist": found.ist, "message": found.message}
+
+
 def furet_mixed_versions(versions: Mapping[str, str], what: str) -> str:
     try:
         refuse_mixed_versions({h: str(v) for h, v in versions.items()}, what)
@@ -40,4 +72,7 @@ def furet_mixed_versions(versions: Mapping[str, str], what: str) -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"cassandra_upgrade_plan": cassandra_upgrade_plan,
+                "galera_upgrade_plan": galera_upgrade_plan,
+                "galera_removed_options": galera_removed_options,
+                "galera_ist_estimate": galera_ist_estimate,
                 "furet_mixed_versions": furet_mixed_versions}

@@ -93,8 +93,11 @@ def test_missing_group_is_named(tmp_path: Path) -> None:
      "galera_recover_settle_timeout, galera_recover_report"),
     ("galera_recover.yml", "galera_synced_timeout=soon",
      "argument 'galera_synced_timeout' is of type str and we were unable to convert to int"),
-    ("galera_rolling_restart.yml", "galera_upgrade=maybe",
-     "argument 'galera_upgrade' is of type str and we were unable to convert to bool"),
+    ("galera_rolling_restart.yml", "galera_stop_timeout=soon",
+     "argument 'galera_stop_timeout' is of type str and we were unable to convert to int"),
+    ("galera_upgrade.yml", "galera_upgrade_node_downtime=soon",
+     "argument 'galera_upgrade_node_downtime' is of type str and we were unable to convert to "
+     "int"),
 ])
 def test_operations_refuse_bad_arguments_before_any_host_is_touched(
         tmp_path: Path, playbook: str, extra: str, message: str) -> None:
