@@ -30,6 +30,12 @@ def node_sql(host: InventoryHost, sql: str, warn: bool = False) -> str:
     return result.stdout.strip()
 
 
+def present_keys(host: InventoryHost, keys: list[str]) -> set[str]:
+    """Which of ``keys`` (the writers' acknowledged inserts) are in furet.fault_probe on
+    that node."""
+    return set(node_sql(host, "SELECT k FROM furet.fault_probe").split()) & set(keys)
+
+
 def node_shell(host: InventoryHost, command: str, warn: bool = False) -> str:
     with connection_for(host) as conn:
         return conn.run(command, hide=True, warn=warn).stdout.strip()

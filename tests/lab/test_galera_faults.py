@@ -34,7 +34,13 @@ from migration.inventory import InventoryHost
 from migration.lab.podman import Podman
 from tests.helpers import REPO, run_playbook, wait_for
 from tests.lab.conftest import HAPROXY_SOCKET, ProvisionedLab
-from tests.lab.galera_client import ContinuousWriter, connect, node_shell, node_sql
+from tests.lab.galera_client import (
+    ContinuousWriter,
+    connect,
+    node_shell,
+    node_sql,
+    present_keys,
+)
 
 GALERA = ("galera1", "galera2", "galera3")
 TRIALS = int(os.environ.get("FURET_RECOVERY_TRIALS", "3"))
@@ -105,11 +111,6 @@ def _write(rng: random.Random, hosts: list[InventoryHost], phase: str, count: in
     return acked
 
 
-def _present(host: InventoryHost, keys: list[str]) -> set[str]:
-    out = node_sql(host, "SELECT k FROM furet.fault_probe")
-    return set(out.split()) & set(keys)
-
-
 def _force_primary_if_alone(host: InventoryHost) -> bool:
     """What an operator does with the last survivor: pc.bootstrap when it is non-Primary."""
     if _wsrep(host).get("WSREP_CLUSTER_STATUS") != "non-Primary":
@@ -166,7 +167,7 @@ def test_recovery_trials_with_systemd_restarting_crashed_nodes(
             state = _wsrep(host)
             assert (state["WSREP_CLUSTER_SIZE"], state["WSREP_LOCAL_STATE_COMMENT"]) == (
                 "3", "Synced"), f"{context}: {host.name} {state}"
-            missing = set(acked) - _present(host, acked)
+            missing = set(acked) - present_keys(host, acked)
             assert not missing, f"{context}: {host.name} lost {len(missing)} acknowledged rows"
         assert seconds < RECOVERY_BOUND_S, f"{context}: recovery took {seconds:.0f} s"
         trials.append({"story": story, "mode": report["mode"], "seconds": round(seconds, 1),
@@ -228,7 +229,7 @@ def test_after_a_power_loss_the_recovery_leaves_pc_recovery_alone(
     assert report["mode"] == "nothing", f"seed {seed}: {report}"
     for host in galera:
         assert _wsrep(host)["WSREP_LOCAL_STATE_COMMENT"] == "Synced"
-        assert _present(host, acked) == set(acked), f"{host.name} lost acknowledged rows"
+        assert present_keys(host, acked) == set(acked), f"{host.name} lost acknowledged rows"
     figures(back_after_seconds=round(time.monotonic() - started, 1),
             found={row["host"]: row["found"] for row in report["nodes"]})
 
@@ -265,7 +266,7 @@ def test_rolling_restart_under_write_load(nodes: dict[str, InventoryHost], figur
     assert healthy_before == ["galera1", "galera2", "galera3"], "task names name their node"
     assert len(writer.acked) > 100, "the writer made progress"
     for host in (nodes["galera1"], nodes["galera3"]):
-        missing = set(writer.acked) - _present(host, writer.acked)
+        missing = set(writer.acked) - present_keys(host, writer.acked)
         assert not missing, f"{host.name}: {len(missing)} acknowledged inserts missing"
     figures(rolling_restart_seconds=round(restart_s, 1), acknowledged=len(writer.acked),
             failed_attempts=writer.failed_attempts,

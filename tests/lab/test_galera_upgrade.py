@@ -37,7 +37,7 @@ from migration.inventory import InventoryHost
 from migration.lab.podman import Podman
 from tests.helpers import furet, run_playbook, wait_for
 from tests.lab.conftest import ProvisionedLab
-from tests.lab.galera_client import ContinuousWriter, node_shell, node_sql
+from tests.lab.galera_client import ContinuousWriter, node_shell, node_sql, present_keys
 
 pytestmark = pytest.mark.soak
 
@@ -139,15 +139,6 @@ def _longest_pause(writer: ContinuousWriter, window: tuple[float, float]) -> flo
                 if at < window[1] and at + length > window[0]), default=0.0)
 
 
-def _present(host: InventoryHost, keys: list[str]) -> set[str]:
-    found = set()
-    for start in range(0, len(keys), 2000):
-        chunk = "','".join(keys[start:start + 2000])
-        found |= set(node_sql(host, f"SELECT k FROM furet.fault_probe WHERE k IN ('{chunk}')")
-                     .split())
-    return found
-
-
 def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         old_cluster: dict[str, InventoryHost], versions: tuple[str, str], seed: int,
         figures) -> None:
@@ -212,7 +203,7 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         wait_for(functools.partial(_synced, hosts[name]), f"{name} Synced", 60)
         checked = node_shell(hosts[name], "mariadb-check --check --databases mysql")
         assert not re.search(r"(?im)^(error|warning)|corrupt", checked), checked
-        missing = set(writer.acked) - _present(hosts[name], writer.acked)
+        missing = set(writer.acked) - present_keys(hosts[name], writer.acked)
         assert not missing, f"{name}: {len(missing)} acknowledged writes missing"
     assert _hold(etl) is None, "the hold ended with the upgrade"
 
