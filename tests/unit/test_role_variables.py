@@ -30,6 +30,7 @@ PREFIXES = {
     "legacy_mysql": "legacy_mysql_",
     "pki": "pki_",
     "firewall": "firewall_",
+    "os_update": "os_update_",
 }
 # Tags are namespaced by role: the role's tag alone, or "<tag>:<part>".
 TAGS = {
@@ -43,6 +44,7 @@ TAGS = {
     "legacy_mysql": "legacy",
     "pki": "pki",
     "firewall": "firewall",
+    "os_update": "os_update",
 }
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
 INCLUDE_ROLE = {"ansible.builtin.include_role", "ansible.builtin.import_role",
