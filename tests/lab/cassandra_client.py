@@ -83,6 +83,8 @@ class ContinuousWriter:
     failed_attempts: int = 0
     longest_pause_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    # (wall-clock time of the ack before the pause, its length) for pauses over 0.5 s
+    pauses: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -116,6 +118,8 @@ class ContinuousWriter:
                 continue
             now = time.monotonic()
             self.longest_pause_s = max(self.longest_pause_s, now - last_ack)
+            if now - last_ack > 0.5:
+                self.pauses.append((time.time() - (now - last_ack), now - last_ack))
             last_ack = now
             self.acked.append(key)
             key = uuid.uuid4().hex

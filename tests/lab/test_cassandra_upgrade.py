@@ -37,6 +37,7 @@ from tests.lab.cassandra_client import (
     node_shell,
 )
 from tests.lab.conftest import ProvisionedLab
+from tests.lab.timeline import pauses_per_host, task_windows
 
 pytestmark = pytest.mark.soak
 
@@ -88,6 +89,11 @@ def old_ring(provisioned_lab: ProvisionedLab) -> Iterator[dict[str, InventoryHos
     yield hosts
 
 
+def _turn(task: str, node: str) -> bool:
+    """A task of the node's own upgrade (not the plan's, run on every node at once)."""
+    return "cassandra : Upgrade |" in task and task.endswith(node)
+
+
 def _upgrade(*extra: str):  # type: ignore[no-untyped-def]
     return run_playbook("cassandra_upgrade.yml", "-e", f"cassandra_target_version={NEW}",
                         "-e", DC_ORDER, "-e", "cassandra_up_timeout=120", *extra)
@@ -112,6 +118,7 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         failed = _upgrade()
         failed_s = time.monotonic() - started
         acked_at_failure = len(writer.acked)
+        windows = task_windows(failed.output, NODES, _turn)
         time.sleep(5)
         assert failed.returncode != 0, "the play went on past a node that cannot start"
         said = " ".join(failed.output.split())
@@ -141,6 +148,7 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         resumed = _upgrade()
         resumed_s = time.monotonic() - started
         assert resumed.returncode == 0, resumed.output[-6000:]
+        windows.update(task_windows(resumed.output, NODES, _turn))
         assert re.findall(r"TASK \[cassandra : Upgrade \| Stop cassandra on (\w+)\]",
                           resumed.output) == [broken] + after_broken, "the nodes done are skipped"
         time.sleep(3)
@@ -162,6 +170,8 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         figures(seed=seed, broken=broken, failed_run_s=round(failed_s, 1),
                 resumed_run_s=round(resumed_s, 1), acknowledged=len(writer.acked),
                 failed_attempts=writer.failed_attempts,
-                longest_pause_s=round(writer.longest_pause_s, 2), errors=writer.errors)
+                longest_pause_s=round(writer.longest_pause_s, 2),
+                longest_pause_per_node_s=pauses_per_host(writer.pauses, windows),
+                errors=writer.errors)
     finally:
         cluster.shutdown()

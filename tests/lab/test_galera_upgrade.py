@@ -21,7 +21,6 @@ galera_version, which pins it). Then, one node at a time:
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import os
@@ -38,6 +37,7 @@ from migration.lab.podman import Podman
 from tests.helpers import furet, run_playbook, wait_for
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import ContinuousWriter, node_shell, node_sql, present_keys
+from tests.lab.timeline import pauses_per_host, task_windows
 
 pytestmark = pytest.mark.soak
 
@@ -115,28 +115,8 @@ def _upgrade(new: str, *extra: str):  # type: ignore[no-untyped-def]
     return run_playbook("galera_upgrade.yml", "-e", f"galera_target_version={new}", *extra)
 
 
-# profile_tasks' line after each task banner: when the task started
-_TASK = re.compile(r"TASK \[([^\]]*)\][^\n]*\n(\w+ \d\d \w+ \d{4}  \d\d:\d\d:\d\d [+-]\d{4})")
-
-
-def _node_windows(output: str) -> dict[str, tuple[float, float]]:
-    """node -> (start, end) wall-clock of its part of the serial play (its first task to
-    the task after its last)."""
-    tasks = [(name, datetime.datetime.strptime(when, "%A %d %B %Y  %H:%M:%S %z").timestamp())
-             for name, when in _TASK.findall(output)]
-    windows: dict[str, tuple[float, float]] = {}
-    for node in GALERA:
-        mine = [i for i, (name, _) in enumerate(tasks)
-                if "mariadb_galera : Rolling |" in name and name.endswith(node)]
-        if mine:
-            end = tasks[mine[-1] + 1][1] if mine[-1] + 1 < len(tasks) else time.time()
-            windows[node] = (tasks[mine[0]][1], end + 1)
-    return windows
-
-
-def _longest_pause(writer: ContinuousWriter, window: tuple[float, float]) -> float:
-    return max((length for at, length in writer.pauses
-                if at < window[1] and at + length > window[0]), default=0.0)
+def _rolling(task: str, node: str) -> bool:
+    return "mariadb_galera : Rolling |" in task and task.endswith(node)
 
 
 def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
@@ -173,7 +153,7 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         assert {n: _version(hosts[n]) for n in before + after} == {
             **dict.fromkeys(before, new), **dict.fromkeys(after, old)}
         assert (_hold(etl) or {}).get("reason") == f"galera upgrade to {new}"
-        windows = _node_windows(failed.output)
+        windows = task_windows(failed.output, GALERA, _rolling)
 
         node_shell(hosts[broken], f"rm -f {DROP_IN} {REFUSE} && systemctl daemon-reload")
         rollback = run_playbook("galera_rollback_node.yml", "-l", broken,
@@ -190,7 +170,7 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         upgraded = re.findall(r"TASK \[mariadb_galera : Upgrade \| Stop mariadb cleanly on "
                               r"(\w+)\]", resumed.output)
         assert upgraded == [broken] + after, "the nodes done are skipped"
-        windows.update(_node_windows(resumed.output))
+        windows.update(task_windows(resumed.output, GALERA, _rolling))
         time.sleep(3)
     finally:
         writer.stop()
@@ -225,6 +205,5 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
             resumed_run_s=round(resumed_s, 1), acknowledged=len(writer.acked),
             failed_attempts=writer.failed_attempts,
             longest_pause_s=round(writer.longest_pause_s, 2),
-            longest_pause_per_node_s={n: round(_longest_pause(writer, w), 2)
-                                      for n, w in sorted(windows.items())},
+            longest_pause_per_node_s=pauses_per_host(writer.pauses, windows),
             errors=writer.errors)

@@ -11,7 +11,6 @@ the real run installs the update everywhere, restarts only the marked hosts' con
 
 from __future__ import annotations
 
-import datetime
 import os
 import random
 import re
@@ -28,6 +27,7 @@ from tests.lab.cassandra_client import create_table, missing_keys
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import ContinuousWriter as GaleraWriter
 from tests.lab.galera_client import node_shell, node_sql
+from tests.lab.timeline import pauses_per_host, task_windows
 
 pytestmark = pytest.mark.soak
 
@@ -74,20 +74,8 @@ def _started(podman: Podman, container: str) -> str:
     return podman.run("inspect", "-f", "{{.State.StartedAt}}", container).stdout.strip()
 
 
-_TASK = re.compile(r"TASK \[([^\]]*)\][^\n]*\n(\w+ \d\d \w+ \d{4}  \d\d:\d\d:\d\d [+-]\d{4})")
-
-
-def _windows(output: str, names: list[str]) -> dict[str, tuple[float, float]]:
-    tasks = [(n, datetime.datetime.strptime(w, "%A %d %B %Y  %H:%M:%S %z").timestamp())
-             for n, w in _TASK.findall(output)]
-    found = {}
-    for name in names:
-        mine = [i for i, (task, _) in enumerate(tasks)
-                if task.endswith(name) and "Pending |" not in task]
-        if mine:
-            end = tasks[mine[-1] + 1][1] if mine[-1] + 1 < len(tasks) else time.time()
-            found[name] = (tasks[mine[0]][1], end + 1)
-    return found
+def _turn(task: str, host: str) -> bool:
+    return task.endswith(host) and "Pending |" not in task
 
 
 def test_security_updates_and_reboots_one_host_at_a_time_under_load(
@@ -147,17 +135,15 @@ def test_security_updates_and_reboots_one_host_at_a_time_under_load(
         assert order == list(GALERA), order
         order = re.findall(r"TASK \[cassandra : Rolling \| OS updates on (\w+)\]", run.output)
         assert order == list(CASSANDRA), order
-        windows = _windows(run.output, sorted(hosts))
-        pauses = {n: round(max((length for at, length in galera.pauses
-                                if at < w[1] and at + length > w[0]), default=0.0), 2)
-                  for n, w in windows.items()}
+        windows = task_windows(run.output, sorted(hosts), _turn)
         figures(seed=seed, package=f"{package} {older} -> {security}", rebooted=marked,
                 run_s=round(took_s, 1), galera_acknowledged=len(galera.acked),
                 galera_failed_attempts=galera.failed_attempts,
                 galera_longest_pause_s=round(galera.longest_pause_s, 2),
-                galera_longest_pause_per_host_s=pauses,
+                galera_longest_pause_per_host_s=pauses_per_host(galera.pauses, windows),
                 cassandra_acknowledged=len(ring.acked),
                 cassandra_failed_attempts=ring.failed_attempts,
-                cassandra_longest_pause_s=round(ring.longest_pause_s, 2))
+                cassandra_longest_pause_s=round(ring.longest_pause_s, 2),
+                cassandra_longest_pause_per_host_s=pauses_per_host(ring.pauses, windows))
     finally:
         cluster.shutdown()
