@@ -71,6 +71,14 @@ class Version:
         return self.text or f"{self.major}.{self.minor}.{self.patch}"
 
 
+def upstream_version(package_version: str) -> str:
+    """The upstream part of a Debian package version, as MariaDB numbers it (what the pin,
+    the downgrade guard and the rollback compare): ``1:10.11.19-0+deb12u1`` -> ``10.11.19``;
+    ``''`` (not installed) stays ``''``."""
+    text = str(package_version).strip()
+    return re.sub(r"[-+~].*$", "", text.split(":", 1)[-1]) if text else ""
+
+
 # storage_compatibility_mode steps when a ring comes to 5.0 from 4.x (Cassandra 5.0's
 # NEWS.txt): each is one rolling restart, after every node runs 5.0
 STORAGE_COMPATIBILITY_FROM_4 = ("CASSANDRA_4", "UPGRADING", "NONE")

@@ -6,6 +6,7 @@ one line, never as a template error.
         -> {'refused': '', 'order': ['cassandra1'], 'done': [], ...}
     {{ {'cassandra1': '5.0.8', 'cassandra2': '5.0.9'} | furet_mixed_versions('repair') }}
         -> 'repair is refused while the nodes run different versions (...)'
+    {{ '1:10.11.19-0+deb12u1' | furet_upstream_version }} -> '10.11.19'
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from migration.upgrade import (
     plan_galera_upgrade,
     refuse_mixed_versions,
     removed_options,
+    upstream_version,
 )
 
 
@@ -75,4 +77,5 @@ class FilterModule:
                 "galera_upgrade_plan": galera_upgrade_plan,
                 "galera_removed_options": galera_removed_options,
                 "galera_ist_estimate": galera_ist_estimate,
-                "furet_mixed_versions": furet_mixed_versions}
+                "furet_mixed_versions": furet_mixed_versions,
+                "furet_upstream_version": upstream_version}

@@ -19,6 +19,7 @@ the playbooks (idempotent) only when it is not there. Any module runs alone
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -282,3 +283,12 @@ def backups_ready(platform_ready: ProvisionedLab) -> ProvisionedLab:
 
     _ensure("backups the cutover accepts", lambda: _backup_problems(platform_ready), take)
     return platform_ready
+
+
+@pytest.fixture(scope="module")
+def seed(request: pytest.FixtureRequest) -> int:
+    """The seed of a module's random fault points, printed so that FURET_SEED replays it."""
+    value = int(os.environ.get("FURET_SEED") or random.SystemRandom().randrange(10**6))
+    what = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", " ")
+    print(f"\n[{what}] seed {value} (FURET_SEED={value} replays it)")
+    return value

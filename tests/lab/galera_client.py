@@ -36,6 +36,15 @@ def present_keys(host: InventoryHost, keys: list[str]) -> set[str]:
     return set(node_sql(host, "SELECT k FROM furet.fault_probe").split()) & set(keys)
 
 
+def wsrep_status(host: InventoryHost, warn: bool = False) -> dict[str, str]:
+    """The node's WSREP_* status variables (empty when the server does not answer and
+    ``warn`` is set)."""
+    out = node_sql(host, "SELECT VARIABLE_NAME, VARIABLE_VALUE"
+                         " FROM information_schema.GLOBAL_STATUS"
+                         " WHERE VARIABLE_NAME LIKE 'WSREP_%'", warn=warn)
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
 def node_shell(host: InventoryHost, command: str, warn: bool = False) -> str:
     with connection_for(host) as conn:
         return conn.run(command, hide=True, warn=warn).stdout.strip()

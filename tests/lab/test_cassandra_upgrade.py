@@ -65,13 +65,6 @@ def _un(host: InventoryHost) -> int:
 
 
 @pytest.fixture(scope="module")
-def seed() -> int:
-    value = int(os.environ.get("FURET_SEED") or random.SystemRandom().randrange(10**6))
-    print(f"\n[cassandra upgrade] seed {value} (FURET_SEED={value} replays it)")
-    return value
-
-
-@pytest.fixture(scope="module")
 def old_ring(provisioned_lab: ProvisionedLab) -> Iterator[dict[str, InventoryHost]]:
     """The ring's three hosts recreated bare and formed on the older version."""
     lab = provisioned_lab.config

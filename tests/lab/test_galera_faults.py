@@ -40,6 +40,7 @@ from tests.lab.galera_client import (
     node_shell,
     node_sql,
     present_keys,
+    wsrep_status,
 )
 
 GALERA = ("galera1", "galera2", "galera3")
@@ -61,20 +62,6 @@ def nodes(galera_healthy: ProvisionedLab) -> dict[str, InventoryHost]:
              " id BIGINT AUTO_INCREMENT PRIMARY KEY, k CHAR(32) NOT NULL UNIQUE,"
              " phase VARCHAR(16) NOT NULL)")
     return hosts
-
-
-@pytest.fixture(scope="module")
-def seed() -> int:
-    value = int(os.environ.get("FURET_SEED") or random.SystemRandom().randrange(10**6))
-    print(f"\n[galera faults] seed {value} (FURET_SEED={value} replays it)")
-    return value
-
-
-def _wsrep(host: InventoryHost) -> dict[str, str]:
-    out = node_sql(host, "SELECT VARIABLE_NAME, VARIABLE_VALUE"
-                         " FROM information_schema.GLOBAL_STATUS"
-                         " WHERE VARIABLE_NAME LIKE 'WSREP_%'", warn=True)
-    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
 
 def _pid(host: InventoryHost) -> str:
@@ -113,11 +100,11 @@ def _write(rng: random.Random, hosts: list[InventoryHost], phase: str, count: in
 
 def _force_primary_if_alone(host: InventoryHost) -> bool:
     """What an operator does with the last survivor: pc.bootstrap when it is non-Primary."""
-    if _wsrep(host).get("WSREP_CLUSTER_STATUS") != "non-Primary":
+    if wsrep_status(host, warn=True).get("WSREP_CLUSTER_STATUS") != "non-Primary":
         return False
     node_sql(host, "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'", warn=True)
     with contextlib.suppress(AssertionError):
-        wait_for(lambda: _wsrep(host).get("WSREP_CLUSTER_STATUS") == "Primary",
+        wait_for(lambda: wsrep_status(host, warn=True).get("WSREP_CLUSTER_STATUS") == "Primary",
                  f"{host.name} Primary", 15)
     return True
 
@@ -164,7 +151,7 @@ def test_recovery_trials_with_systemd_restarting_crashed_nodes(
             most = max(row["seqno"] for row in rows.values())
             assert rows[report["bootstrap"]]["seqno"] == most, f"{context}: {report}"
         for host in galera:
-            state = _wsrep(host)
+            state = wsrep_status(host, warn=True)
             assert (state["WSREP_CLUSTER_SIZE"], state["WSREP_LOCAL_STATE_COMMENT"]) == (
                 "3", "Synced"), f"{context}: {host.name} {state}"
             missing = set(acked) - present_keys(host, acked)
@@ -203,7 +190,7 @@ def test_recovery_changes_nothing_on_a_healthy_cluster_and_rejoins_only_a_node_o
         actions[n] for n in GALERA if n != out} == {"none"}, actions
     assert {h.name: _pid(h) for h in galera if h.name != out} == {
         n: p for n, p in pids.items() if n != out}, "a node of the Primary component restarted"
-    assert all(_wsrep(h)["WSREP_LOCAL_STATE_COMMENT"] == "Synced" for h in galera)
+    assert all(wsrep_status(h)["WSREP_LOCAL_STATE_COMMENT"] == "Synced" for h in galera)
     figures(rejoin_seconds=round(rejoin_s, 1), node_out=out)
 
 
@@ -228,7 +215,7 @@ def test_after_a_power_loss_the_recovery_leaves_pc_recovery_alone(
     report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
     assert report["mode"] == "nothing", f"seed {seed}: {report}"
     for host in galera:
-        assert _wsrep(host)["WSREP_LOCAL_STATE_COMMENT"] == "Synced"
+        assert wsrep_status(host, warn=True)["WSREP_LOCAL_STATE_COMMENT"] == "Synced"
         assert present_keys(host, acked) == set(acked), f"{host.name} lost acknowledged rows"
     figures(back_after_seconds=round(time.monotonic() - started, 1),
             found={row["host"]: row["found"] for row in report["nodes"]})
@@ -308,6 +295,7 @@ def test_rolling_restart_stops_naming_a_node_that_cannot_start(
                 failed_attempts=writer.failed_attempts)
     finally:
         node_shell(nodes[broken], f"rm -f {BROKEN_CNF} && systemctl start mariadb", warn=True)
-    wait_for(lambda: _wsrep(nodes[broken]).get("WSREP_LOCAL_STATE_COMMENT") == "Synced",
+    wait_for(lambda: wsrep_status(nodes[broken], warn=True).get("WSREP_LOCAL_STATE_COMMENT")
+             == "Synced",
              f"{broken} Synced again", 120)
     wait_for(lambda: _haproxy_status(etl, broken).startswith("UP"), f"{broken} UP in HAProxy")

@@ -34,9 +34,16 @@ import pytest
 
 from migration.inventory import InventoryHost
 from migration.lab.podman import Podman
+from migration.upgrade import upstream_version
 from tests.helpers import furet, run_playbook, wait_for
 from tests.lab.conftest import ProvisionedLab
-from tests.lab.galera_client import ContinuousWriter, node_shell, node_sql, present_keys
+from tests.lab.galera_client import (
+    ContinuousWriter,
+    node_shell,
+    node_sql,
+    present_keys,
+    wsrep_status,
+)
 from tests.lab.timeline import pauses_per_host, task_windows
 
 pytestmark = pytest.mark.soak
@@ -46,29 +53,12 @@ DROP_IN = "/etc/systemd/system/mariadb.service.d/zz-furet-test-broken.conf"
 REFUSE = "/usr/local/sbin/furet-test-refuse-new-mariadb"
 
 
-@pytest.fixture(scope="module")
-def seed() -> int:
-    value = int(os.environ.get("FURET_SEED") or random.SystemRandom().randrange(10**6))
-    print(f"\n[galera upgrade] seed {value} (FURET_SEED={value} replays it)")
-    return value
-
-
-def _upstream(debian_version: str) -> str:
-    """1:10.11.19-0+deb12u1 -> 10.11.19"""
-    return re.sub(r"[-+~].*$", "", debian_version.split(":", 1)[-1])
-
-
 def _version(host: InventoryHost) -> str:
-    return _upstream(node_sql(host, "SELECT @@version"))
-
-
-def _status(host: InventoryHost, name: str) -> str:
-    return node_sql(host, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-                          f"WHERE VARIABLE_NAME = '{name}'")
+    return upstream_version(node_sql(host, "SELECT @@version"))
 
 
 def _synced(host: InventoryHost) -> bool:
-    return _status(host, "WSREP_LOCAL_STATE_COMMENT") == "Synced"
+    return wsrep_status(host, warn=True).get("WSREP_LOCAL_STATE_COMMENT") == "Synced"
 
 
 def _hold(etl: InventoryHost) -> dict | None:
@@ -81,7 +71,7 @@ def versions(provisioned_lab: ProvisionedLab) -> tuple[str, str]:
     """The two newest MariaDB 10.11 versions the mirror serves, oldest first."""
     galera1 = provisioned_lab.host("galera1")
     madison = node_shell(galera1, "apt-get update -qq && apt-cache madison mariadb-server")
-    found = sorted({_upstream(line.split("|")[1].strip()) for line in madison.splitlines()
+    found = sorted({upstream_version(line.split("|")[1].strip()) for line in madison.splitlines()
                     if "|" in line and line.split("|")[1].strip().startswith("1:10.11.")},
                    key=lambda v: tuple(int(x) for x in v.split(".")))
     if len(found) < 2:
@@ -177,7 +167,7 @@ def test_an_upgrade_under_load_with_a_node_that_fails_its_rollback_and_a_resume(
         node_shell(hosts[broken], f"rm -f {DROP_IN} {REFUSE} && systemctl daemon-reload",
                    warn=True)
     assert {n: _version(hosts[n]) for n in GALERA} == dict.fromkeys(GALERA, new)
-    providers = {_status(hosts[n], "WSREP_PROVIDER_VERSION") for n in GALERA}
+    providers = {wsrep_status(hosts[n])["WSREP_PROVIDER_VERSION"] for n in GALERA}
     assert len(providers) == 1, providers
     for name in GALERA:
         wait_for(functools.partial(_synced, hosts[name]), f"{name} Synced", 60)

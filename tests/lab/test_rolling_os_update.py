@@ -11,7 +11,6 @@ the real run installs the update everywhere, restarts only the marked hosts' con
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -26,7 +25,7 @@ from tests.lab.cassandra_client import connect as cassandra_connect
 from tests.lab.cassandra_client import create_table, missing_keys
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import ContinuousWriter as GaleraWriter
-from tests.lab.galera_client import node_shell, node_sql
+from tests.lab.galera_client import node_shell, node_sql, present_keys, wsrep_status
 from tests.lab.timeline import pauses_per_host, task_windows
 
 pytestmark = pytest.mark.soak
@@ -36,13 +35,6 @@ CASSANDRA = ("cassandra1", "cassandra2", "cassandra3")
 # Packages the lab's hosts get from -security whose main archive has an older version;
 # the first one that has both on this day is used.
 CANDIDATES = ("tzdata", "libexpat1", "bind9-host", "openssl")
-
-
-@pytest.fixture(scope="module")
-def seed() -> int:
-    value = int(os.environ.get("FURET_SEED") or random.SystemRandom().randrange(10**6))
-    print(f"\n[os update] seed {value} (FURET_SEED={value} replays it)")
-    return value
 
 
 def _madison(host: InventoryHost, package: str) -> list[tuple[str, str]]:
@@ -121,11 +113,8 @@ def test_security_updates_and_reboots_one_host_at_a_time_under_load(
         assert sorted(n for n in hosts if after[n] != before[n]) == marked, \
             "only the hosts that needed it were rebooted"
         for name in GALERA:
-            assert node_sql(hosts[name], "SELECT VARIABLE_VALUE FROM information_schema."
-                                         "GLOBAL_STATUS WHERE VARIABLE_NAME = "
-                                         "'WSREP_LOCAL_STATE_COMMENT'") == "Synced"
-            present = set(node_sql(hosts[name], "SELECT k FROM furet.fault_probe").split())
-            missing = set(galera.acked) - present
+            assert wsrep_status(hosts[name])["WSREP_LOCAL_STATE_COMMENT"] == "Synced"
+            missing = set(galera.acked) - present_keys(hosts[name], galera.acked)
             assert not missing, f"{name}: {len(missing)} acknowledged writes missing"
         lost = missing_keys(session, ring.acked)
         assert not lost, f"{len(lost)} acknowledged Cassandra writes not readable at QUORUM"

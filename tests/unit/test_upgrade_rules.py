@@ -13,6 +13,7 @@ from migration.upgrade import (
     plan_galera_upgrade,
     refuse_mixed_versions,
     removed_options,
+    upstream_version,
 )
 
 RING = {"cassandra1": ("5.0.8", "rbx"), "cassandra2": ("5.0.8", "rbx"),
@@ -28,6 +29,14 @@ def test_versions_read_as_the_tools_print_them_and_order_pre_releases_first() ->
     assert Version.parse("6.0.0-alpha2").prerelease
     with pytest.raises(FuretError, match="'latest' is not a version number"):
         Version.parse("latest")
+
+
+def test_the_upstream_part_of_a_debian_package_version() -> None:
+    assert upstream_version("1:10.11.19-0+deb12u1") == "10.11.19"
+    assert upstream_version("10.11.6-0+deb12u1") == "10.11.6"
+    assert upstream_version("1:11.8.3+maria~deb13") == "11.8.3"
+    assert upstream_version("11.8.2~rc1") == "11.8.2"
+    assert upstream_version("") == ""
 
 
 def test_a_patch_upgrade_goes_dc_by_dc_in_the_order_given() -> None:
