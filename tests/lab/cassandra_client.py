@@ -85,6 +85,8 @@ class ContinuousWriter:
     errors: dict[str, int] = field(default_factory=dict)
     # (wall-clock time of the ack before the pause, its length) for pauses over 0.5 s
     pauses: list[tuple[float, float]] = field(default_factory=list)
+    # wall-clock time of the last acknowledged write (see galera_client.ContinuousWriter)
+    last_ack_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -102,6 +104,7 @@ class ContinuousWriter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the Cassandra writer did not stop"
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
@@ -121,6 +124,7 @@ class ContinuousWriter:
             if now - last_ack > 0.5:
                 self.pauses.append((time.time() - (now - last_ack), now - last_ack))
             last_ack = now
+            self.last_ack_at = time.time()
             self.acked.append(key)
             key = uuid.uuid4().hex
             time.sleep(0.01)

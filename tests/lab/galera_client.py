@@ -90,6 +90,9 @@ class ContinuousWriter:
     errors: dict[str, int] = field(default_factory=dict)
     # (wall-clock time of the ack before the pause, its length) for pauses over 0.5 s
     pauses: list[tuple[float, float]] = field(default_factory=list)
+    # wall-clock time of the last acknowledged write: a writer that stopped acknowledging
+    # before the end would otherwise hide its last pause
+    last_ack_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -102,6 +105,7 @@ class ContinuousWriter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), f"the writer to {self.address} did not stop"
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
@@ -120,13 +124,16 @@ class ContinuousWriter:
                 if now - last_ack > 0.5:
                     self.pauses.append((time.time() - (now - last_ack), now - last_ack))
                 last_ack = now
+                self.last_ack_at = time.time()
                 self.acked.append(key)
-            except pymysql.MySQLError as exc:
+            # any error, not only the driver's: a writer thread that died would look like
+            # a writer that saw no pause
+            except Exception as exc:  # noqa: BLE001
                 self.failed_attempts += 1
                 name = f"{type(exc).__name__}({exc.args[0] if exc.args else ''})"
                 self.errors[name] = self.errors.get(name, 0) + 1
                 if conn is not None:
-                    with contextlib.suppress(pymysql.MySQLError):
+                    with contextlib.suppress(Exception):
                         conn.close()
                 conn = None
                 time.sleep(0.1)
