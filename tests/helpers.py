@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -69,3 +71,13 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) ->
             return
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def load_file_module(name: str, path: str) -> ModuleType:
+    """A Python file of the repository that is not a package module (an Ansible filter
+    plugin, a role's module), loaded by its path relative to the repository."""
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

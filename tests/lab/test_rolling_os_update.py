@@ -39,12 +39,14 @@ CANDIDATES = ("tzdata", "libexpat1", "bind9-host", "openssl")
 
 def _madison(host: InventoryHost, package: str) -> list[tuple[str, str]]:
     """(version, archive) as apt-cache madison lists them."""
+    # `|| true`: a package apt does not know has no versions: not a candidate, not an error
     out = node_shell(host, f"apt-cache madison {package} 2>/dev/null || true")
     return [(f[1].strip(), f[2].strip()) for f in (line.split("|") for line in out.splitlines())
             if len(f) >= 3]
 
 
 def _installed(host: InventoryHost, package: str) -> str:
+    # `|| true`: dpkg-query exits 1 for a package that is not installed: the answer ""
     return node_shell(host, f"dpkg-query -W -f='${{Version}}' {package} 2>/dev/null || true")
 
 

@@ -9,7 +9,6 @@ nothing is loaded into this machine's own firewall.
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import json
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, PlaybookRun, run_playbook
+from tests.helpers import REPO, PlaybookRun, load_file_module, run_playbook
 
 PRODUCTION = REPO / "inventories/production"
 NFT_CACHE = REPO / ".cache" / "nft"
@@ -315,11 +314,7 @@ def test_the_lab_passes_the_preflight_playbook_which_runs_the_firewall_checks() 
 # --- the controller's address, the wiring, the lab containers --------------------------------
 
 def _filters() -> dict:
-    spec = importlib.util.spec_from_file_location(
-        "furet_network", REPO / "playbooks/filter_plugins/furet_network.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_file_module("furet_network", "playbooks/filter_plugins/furet_network.py")
     return module.FilterModule().filters()
 
 

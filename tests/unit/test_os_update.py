@@ -3,13 +3,12 @@ shell-pattern exclusions, read as those tools print them."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import load_file_module
 
 # apt-get --simulate --with-new-pkgs upgrade on a bookworm host (LC_ALL=C)
 SIMULATION = """\
@@ -28,11 +27,7 @@ Conf libssl3 (3.0.17-1~deb12u3 Debian-Security:12/oldstable-security [amd64])
 
 @pytest.fixture(scope="module")
 def filters() -> dict[str, Callable[..., Any]]:
-    spec = importlib.util.spec_from_file_location(
-        "os_update", REPO / "roles/os_update/filter_plugins/os_update.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_file_module("os_update", "roles/os_update/filter_plugins/os_update.py")
     return module.FilterModule().filters()
 
 
