@@ -194,6 +194,60 @@ def test_recovery_changes_nothing_on_a_healthy_cluster_and_rejoins_only_a_node_o
     figures(rejoin_seconds=round(rejoin_s, 1), node_out=out)
 
 
+GRASTATE = "/var/lib/mysql/grastate.dat"
+
+
+def _sst_running(host: InventoryHost) -> bool:
+    # pgrep exits 1 when no transfer script runs: that is the answer "no"
+    return node_shell(host, "pgrep -f wsrep_sst_ >/dev/null && echo yes || true") == "yes"
+
+
+def test_a_node_killed_in_its_state_transfer_takes_one_again_after_the_recovery(
+        nodes: dict[str, InventoryHost], seed: int, figures) -> None:
+    """What a CI trial met: systemd restarted a node into a state transfer (SST), the
+    node died in it, then the cluster went down. Its grastate.dat carries the zero UUID
+    (or is not written yet): the recovery must not take it for another cluster, nor fail
+    on it; it bootstraps from the others, and the node takes a transfer again."""
+    rng = random.Random(seed + 2)
+    galera = [nodes[n] for n in GALERA]
+    joiner = nodes[rng.choice(GALERA)]
+    acked = _write(rng, galera, "sst", 20)
+    # A full transfer is what a node without its state file asks for (a lost disk does it).
+    node_shell(joiner, f"systemctl stop mariadb && rm -f {GRASTATE}"
+                       " && systemctl start --no-block mariadb")
+    wait_for(lambda: _sst_running(joiner), f"{joiner.name}'s state transfer to start", 60)
+    delay = round(rng.uniform(0, 1), 2)
+    time.sleep(delay)
+    _crash(joiner)
+    # cat fails when the file is not written yet (a transfer under way): the answer ""
+    grastate = node_shell(joiner, f"cat {GRASTATE} 2>/dev/null || true")
+    assert not grastate or "00000000-0000-0000-0000-000000000000" in grastate, (
+        f"seed {seed}: the kill after {delay} s came after {joiner.name}'s transfer ended:"
+        f" {grastate!r}")
+    others = [h for h in galera if h is not joiner]
+    acked += _write(rng, others, "sst-after", 10)
+    for host in rng.sample(others, 2):
+        _crash(host)
+    started = time.monotonic()
+    run = run_playbook("galera_recover.yml")
+    seconds = time.monotonic() - started
+    context = f"seed {seed}: {joiner.name} killed {delay} s into its transfer"
+    assert run.returncode == 0, f"{context}\n{run.output[-6000:]}"
+    report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
+    rows = {row["host"]: row for row in report["nodes"]}
+    assert report["mode"] == "bootstrap" and report["bootstrap"] != joiner.name, (
+        f"{context}: {report}")
+    assert rows[joiner.name]["source"] == "no cluster state", f"{context}: {report}"
+    for host in galera:
+        state = wsrep_status(host, warn=True)
+        assert (state["WSREP_CLUSTER_SIZE"], state["WSREP_LOCAL_STATE_COMMENT"]) == (
+            "3", "Synced"), f"{context}: {host.name} {state}"
+        missing = set(acked) - present_keys(host, acked)
+        assert not missing, f"{context}: {host.name} lost {len(missing)} acknowledged rows"
+    figures(seed=seed, joiner=joiner.name, killed_after_seconds=delay,
+            recovery_seconds=round(seconds, 1))
+
+
 @pytest.mark.skipif(os.environ.get("FURET_POWER_LOSS") != "1",
                     reason="a power loss restarts the three Galera containers (a few minutes): "
                            "`make soak` runs it (FURET_POWER_LOSS=1)")

@@ -139,15 +139,27 @@ def test_a_crashed_stopped_node_gets_its_position_from_galera_recovery(tmp_path:
     assert "mariadb" not in module.commands  # a stopped server is not queried
 
 
-def test_position_refuses_a_running_node_and_a_node_without_state(tmp_path: Path) -> None:
+def test_position_refuses_a_running_node(tmp_path: Path) -> None:
     module = FakeModule(tmp_path, {"systemctl show": [ACTIVE],
                                    "mariadb": [(0, STATUS_SYNCED, "")]})
     node = galera_node.Node(module)
     with pytest.raises(Failed, match="stop it before recovering its position"):
         node.position(node.read(strict=True))
+
+
+
+def test_a_node_caught_in_a_state_transfer_has_no_position_to_recover(tmp_path: Path) -> None:
+    # the zero UUID (a transfer under way), or no grastate.dat at all: galera_recovery
+    # is not run on what may be half a copy
+    module = FakeModule(tmp_path, {"systemctl show": [INACTIVE]}, recover_position=True)
+    node = galera_node.Node(module)
+    Path(module.params["grastate"]).write_text(
+        "# GALERA saved state\nversion: 2.1\nuuid: 00000000-0000-0000-0000-000000000000\n"
+        "seqno: -1\nsafe_to_bootstrap: 0\n")
+    assert node.position(node.read(strict=True)) == {"seqno": -1, "source": "no cluster state"}
     Path(module.params["grastate"]).unlink()
-    with pytest.raises(Failed, match="no Galera state to recover from"):
-        node.position(node.read(strict=True))
+    assert node.position(node.read(strict=True)) == {"seqno": -1, "source": "no cluster state"}
+    assert "galera_recovery" not in module.commands
 
 
 def test_an_active_server_whose_status_cannot_be_read_fails_a_plain_read(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ description:
     process of the unit (SIGKILL; InnoDB and galera_recovery make that safe) and waits
     for it to be gone. restart is that stop, then a start.
   - With I(recover_position), a stopped node whose grastate.dat says seqno -1 (it crashed)
-    gets its position from C(galera_recovery); the result says which source was used.
+    gets its position from C(galera_recovery); the result says which source was used. A
+    node with no grastate.dat or with the zero UUID (killed in a state transfer) has no
+    cluster state: position seqno -1, source "no cluster state", galera_recovery not run.
   - I(operation) start, restart or new_cluster acts first (C(systemctl start),
     C(galera_new_cluster)); with I(wait_synced) the start does not block in systemctl (a
     joiner that cannot join would hold it) and the module polls until the node is
@@ -335,9 +337,11 @@ class Node:
 
     def position(self, state):
         """Where this node's data ends: grastate.dat, or galera_recovery after a crash."""
-        if state["seqno"] is None:
-            self.fail("%s holds no seqno: this node has no Galera state to recover from"
-                      % self.p["grastate"], galera=state)
+        if not state["has_state"] or state["seqno"] is None:
+            # No grastate.dat, or the zero UUID: the node was in a state transfer (or never
+            # joined). It holds no cluster state; the next transfer replaces its data, so
+            # InnoDB's recovery is not run on what may be half a copy.
+            return {"seqno": -1, "source": "no cluster state"}
         if state["seqno"] != -1:
             return {"seqno": state["seqno"], "source": "grastate.dat"}
         if self.module.check_mode:
