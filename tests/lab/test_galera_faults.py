@@ -198,8 +198,9 @@ GRASTATE = "/var/lib/mysql/grastate.dat"
 
 
 def _sst_running(host: InventoryHost) -> bool:
-    # pgrep exits 1 when no transfer script runs: that is the answer "no"
-    return node_shell(host, "pgrep -f wsrep_sst_ >/dev/null && echo yes || true") == "yes"
+    # [w] keeps pgrep from finding the shell that runs it; pgrep exits 1 when no transfer
+    # script runs: that is the answer "no"
+    return node_shell(host, "pgrep -f '[w]srep_sst_' >/dev/null && echo yes || true") == "yes"
 
 
 def test_a_node_killed_in_its_state_transfer_takes_one_again_after_the_recovery(
@@ -218,6 +219,7 @@ def test_a_node_killed_in_its_state_transfer_takes_one_again_after_the_recovery(
     wait_for(lambda: _sst_running(joiner), f"{joiner.name}'s state transfer to start", 60)
     delay = round(rng.uniform(0, 1), 2)
     time.sleep(delay)
+    assert _pid(joiner), f"seed {seed}: {joiner.name}'s mariadbd gone {delay} s into its SST"
     _crash(joiner)
     # cat fails when the file is not written yet (a transfer under way): the answer ""
     grastate = node_shell(joiner, f"cat {GRASTATE} 2>/dev/null || true")

@@ -162,6 +162,19 @@ def test_a_node_caught_in_a_state_transfer_has_no_position_to_recover(tmp_path: 
     assert "galera_recovery" not in module.commands
 
 
+def test_a_cluster_uuid_without_a_readable_seqno_asks_innodb(tmp_path: Path) -> None:
+    module = FakeModule(tmp_path, {
+        "systemctl show": [INACTIVE],
+        "galera_recovery": [(0, "--wsrep_start_position=5981f182-a4cc-11e6-98cc-77fabedd360d:91\n",
+                             "")],
+    }, recover_position=True)
+    Path(module.params["grastate"]).write_text(
+        "# GALERA saved state\nversion: 2.1\nuuid: 5981f182-a4cc-11e6-98cc-77fabedd360d\n"
+        "seqno: \nsafe_to_bootstrap: 0\n")
+    node = galera_node.Node(module)
+    assert node.position(node.read(strict=True)) == {"seqno": 91, "source": "wsrep-recover"}
+
+
 def test_an_active_server_whose_status_cannot_be_read_fails_a_plain_read(tmp_path: Path) -> None:
     module = FakeModule(tmp_path, {"systemctl show": [ACTIVE],
                                    "mariadb": [(1, "", "Can't connect through socket")]})

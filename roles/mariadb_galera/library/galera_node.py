@@ -337,13 +337,14 @@ class Node:
 
     def position(self, state):
         """Where this node's data ends: grastate.dat, or galera_recovery after a crash."""
-        if not state["has_state"] or state["seqno"] is None:
+        if not state["has_state"]:
             # No grastate.dat, or the zero UUID: the node was in a state transfer (or never
             # joined). It holds no cluster state; the next transfer replaces its data, so
             # InnoDB's recovery is not run on what may be half a copy.
             return {"seqno": -1, "source": "no cluster state"}
-        if state["seqno"] != -1:
+        if state["seqno"] is not None and state["seqno"] != -1:
             return {"seqno": state["seqno"], "source": "grastate.dat"}
+        # seqno -1 (a crash), or a cluster UUID without a readable seqno: InnoDB knows.
         if self.module.check_mode:
             # galera_recovery runs InnoDB's crash recovery: not in check mode.
             return {"seqno": -1, "source": "unknown in check mode"}
@@ -353,9 +354,10 @@ class Node:
         rc, out, err = self.module.run_command(["galera_recovery"])
         found = parse_recovered_position(out) if rc == 0 else None
         if found is None:
-            # A node killed in the middle of a state transfer has no usable InnoDB: it
-            # cannot hold writes the others lack. It ranks last; the recovery refuses to
-            # bootstrap from it.
+            # A member of the cluster whose InnoDB cannot be recovered: its position is
+            # unknown (it may have held writes the others lack, lost with its InnoDB). It
+            # ranks last; the recovery never bootstraps from it, and refuses when no other
+            # node has a known position.
             return {"seqno": -1, "source": "unrecoverable",
                     "detail": "galera_recovery rc %s: %s" % (rc, (err or out).strip()[-200:])}
         return {"seqno": found[1], "source": "wsrep-recover"}
