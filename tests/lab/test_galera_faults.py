@@ -131,6 +131,26 @@ def _crash_everything(rng: random.Random, hosts: dict[str, InventoryHost], trial
     return acked, "; ".join(story)
 
 
+def _recover(context: str) -> tuple[float, dict, dict[str, dict]]:
+    """galera_recover.yml, which must succeed: its seconds, its report, the report's rows."""
+    started = time.monotonic()
+    run = run_playbook("galera_recover.yml")
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, f"{context}\n{run.output[-6000:]}"
+    report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
+    return seconds, report, {row["host"]: row for row in report["nodes"]}
+
+
+def _assert_synced_with_every_row(galera: list[InventoryHost], acked: list[str],
+                                  context: str) -> None:
+    for host in galera:
+        state = wsrep_status(host, warn=True)
+        assert (state["WSREP_CLUSTER_SIZE"], state["WSREP_LOCAL_STATE_COMMENT"]) == (
+            "3", "Synced"), f"{context}: {host.name} {state}"
+        missing = set(acked) - present_keys(host, acked)
+        assert not missing, f"{context}: {host.name} lost {len(missing)} acknowledged rows"
+
+
 def test_recovery_trials_with_systemd_restarting_crashed_nodes(
         nodes: dict[str, InventoryHost], seed: int, figures) -> None:
     galera = [nodes[n] for n in GALERA]
@@ -140,22 +160,12 @@ def test_recovery_trials_with_systemd_restarting_crashed_nodes(
     for trial in range(TRIALS):
         written, story = _crash_everything(rng, nodes, trial)
         acked += written
-        started = time.monotonic()
-        run = run_playbook("galera_recover.yml")
-        seconds = time.monotonic() - started
         context = f"seed {seed}, trial {trial}: {story}"
-        assert run.returncode == 0, f"{context}\n{run.output[-6000:]}"
-        report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
-        rows = {row["host"]: row for row in report["nodes"]}
+        seconds, report, rows = _recover(context)
         if report["mode"] == "bootstrap":
             most = max(row["seqno"] for row in rows.values())
             assert rows[report["bootstrap"]]["seqno"] == most, f"{context}: {report}"
-        for host in galera:
-            state = wsrep_status(host, warn=True)
-            assert (state["WSREP_CLUSTER_SIZE"], state["WSREP_LOCAL_STATE_COMMENT"]) == (
-                "3", "Synced"), f"{context}: {host.name} {state}"
-            missing = set(acked) - present_keys(host, acked)
-            assert not missing, f"{context}: {host.name} lost {len(missing)} acknowledged rows"
+        _assert_synced_with_every_row(galera, acked, context)
         assert seconds < RECOVERY_BOUND_S, f"{context}: recovery took {seconds:.0f} s"
         trials.append({"story": story, "mode": report["mode"], "seconds": round(seconds, 1),
                        "found": {h: r["found"] for h, r in sorted(rows.items())}})
@@ -230,22 +240,12 @@ def test_a_node_killed_in_its_state_transfer_takes_one_again_after_the_recovery(
     acked += _write(rng, others, "sst-after", 10)
     for host in rng.sample(others, 2):
         _crash(host)
-    started = time.monotonic()
-    run = run_playbook("galera_recover.yml")
-    seconds = time.monotonic() - started
     context = f"seed {seed}: {joiner.name} killed {delay} s into its transfer"
-    assert run.returncode == 0, f"{context}\n{run.output[-6000:]}"
-    report = json.loads((REPO / "reports" / "galera_recover.json").read_text())
-    rows = {row["host"]: row for row in report["nodes"]}
+    seconds, report, rows = _recover(context)
     assert report["mode"] == "bootstrap" and report["bootstrap"] != joiner.name, (
         f"{context}: {report}")
     assert rows[joiner.name]["source"] == "no cluster state", f"{context}: {report}"
-    for host in galera:
-        state = wsrep_status(host, warn=True)
-        assert (state["WSREP_CLUSTER_SIZE"], state["WSREP_LOCAL_STATE_COMMENT"]) == (
-            "3", "Synced"), f"{context}: {host.name} {state}"
-        missing = set(acked) - present_keys(host, acked)
-        assert not missing, f"{context}: {host.name} lost {len(missing)} acknowledged rows"
+    _assert_synced_with_every_row(galera, acked, context)
     figures(seed=seed, joiner=joiner.name, killed_after_seconds=delay,
             recovery_seconds=round(seconds, 1))
 
