@@ -30,8 +30,10 @@ ROW_DATA_ERRORS = frozenset({
     1452,  # foreign key constraint
     3819, 4025,  # check constraint
 })
-# Errors worth retrying the whole transaction for (deadlock, Galera certification, lost link).
-RETRYABLE_ERRORS = frozenset({1205, 1213, 1047, 2006, 2013, 2003})
+# Errors worth retrying the whole transaction for (deadlock, Galera certification, lost link,
+# and 1020 "Record has changed since last read": from 11.8 on, innodb_snapshot_isolation is
+# ON by default and InnoDB rolls the transaction back as for a deadlock, MDEV-35235).
+RETRYABLE_ERRORS = frozenset({1205, 1213, 1020, 1047, 2006, 2013, 2003})
 
 # Every session furet opens reads and writes TIMESTAMPs in UTC, whatever the server's zone
 # (source, target and ledger alike): see migration.engine.versions.

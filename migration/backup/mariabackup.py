@@ -7,8 +7,9 @@ scratch server on the datadir (:func:`migration.backup.scratch.restored_mariadb`
 - **Extract**: ``zstd -dc ARCHIVE | mbstream -x -C DATADIR``, from the archive itself (never
   from a copy kept aside: what is proven is the file that stays).
 - **Complete**: mariadb-backup streams ``xtrabackup_checkpoints``, ``backup-my.cnf`` and
-  ``xtrabackup_info`` last. mbstream refuses a stream cut inside a chunk; one cut between
-  chunks lacks these files: either is a truncated stream.
+  ``xtrabackup_info`` last (``mariadb_backup_*`` from 11.4 on: either name is read).
+  mbstream refuses a stream cut inside a chunk; one cut between chunks lacks these files:
+  either is a truncated stream.
 - **Prepare**: ``mariadb-backup --prepare --target-dir=DATADIR`` applies the copied redo log.
   It must be the server's line (10.11 prepares 10.11): :func:`check_same_line`.
 - **Disk**: the archive is compressed; the datadir is the source's full size (plus InnoDB's
@@ -33,10 +34,14 @@ from migration.backup.pipe import last_line, stderr_lines, tool
 from migration.errors import FuretError
 
 XBSTREAM_MAGIC = b"XBSTCK01"  # every xbstream chunk starts with it
-WRITTEN_LAST = ("xtrabackup_checkpoints", "backup-my.cnf", "xtrabackup_info")
+# Each file mariadb-backup records, by its 10.x name then its 11.x one (11.4 renamed the
+# xtrabackup_* files mariadb_backup_*; 11.8's mariadb-backup writes only the new names).
+CHECKPOINTS = ("xtrabackup_checkpoints", "mariadb_backup_checkpoints")
+BACKUP_INFO = ("xtrabackup_info", "mariadb_backup_info")
+BINLOG_INFO = ("xtrabackup_binlog_info", "mariadb_backup_binlog_info")
 GALERA_INFO = ("xtrabackup_galera_info", "mariadb_backup_galera_info")
-BINLOG_INFO = "xtrabackup_binlog_info"
-RECORDED = ("xtrabackup_checkpoints", BINLOG_INFO, *GALERA_INFO)
+WRITTEN_LAST = (CHECKPOINTS, ("backup-my.cnf",), BACKUP_INFO)
+RECORDED = (*CHECKPOINTS, *BINLOG_INFO, *GALERA_INFO)
 GALERA_POSITION = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
                              r"):(-?\d+)", re.I)
 LINE = re.compile(r"(\d+)\.(\d+)\.\d+")
@@ -65,8 +70,13 @@ class Prepared:
             return f"galera {self.galera_position}"
         if self.coordinates is not None:
             return self.coordinates.label
-        lsn = re.search(r"^to_lsn = (\d+)", self.info.get("xtrabackup_checkpoints", ""), re.M)
+        lsn = re.search(r"^to_lsn = (\d+)", first_of(self.info, CHECKPOINTS), re.M)
         return f"LSN {lsn.group(1)}" if lsn else ""
+
+
+def first_of(info: dict[str, str], names: tuple[str, ...]) -> str:
+    """The text of the first of ``names`` (one file's 10.x and 11.x names) in ``info``."""
+    return next((info[name] for name in names if name in info), "")
 
 
 def parse_galera_info(text: str, name: str = GALERA_INFO[0]) -> str:
@@ -149,7 +159,8 @@ def extract(archive: Path, datadir: Path, logs: Path, name: str = "") -> None:
         raise ArchiveError(f"mbstream -x of {name} exited {split_code}: "
                            f"{last_line(logs / 'mbstream.err').rstrip('.')}: the stream is "
                            "truncated or damaged")
-    missing = [name for name in WRITTEN_LAST if not (datadir / name).is_file()]
+    missing = [names[0] for names in WRITTEN_LAST
+               if not any((datadir / name).is_file() for name in names)]
     if missing:
         raise ArchiveError(f"{name} holds no {', '.join(missing)} (mariadb-backup "
                            "streams them last): the stream is truncated")
@@ -179,7 +190,7 @@ def read_info(datadir: Path) -> tuple[dict[str, str], str, Coordinates | None]:
     for name in GALERA_INFO:
         if name in info:
             position = parse_galera_info(info[name], name)
-    return info, position, parse_binlog_info(info.get(BINLOG_INFO, ""))
+    return info, position, parse_binlog_info(first_of(info, BINLOG_INFO))
 
 
 def extract_and_prepare(archive: Path, datadir: Path, logs: Path,

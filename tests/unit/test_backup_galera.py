@@ -24,9 +24,11 @@ from migration.backup.manifest import (
 )
 from migration.backup.mariabackup import (
     XBSTREAM_MAGIC,
+    Prepared,
     check_same_line,
     parse_binlog_info,
     parse_galera_info,
+    read_info,
 )
 from migration.backup.restore import check_files
 from migration.config import DbSettings, FuretConfig
@@ -100,6 +102,25 @@ def test_mariadb_backups_info_files_are_read() -> None:
     assert parse_binlog_info("mysql-bin.000003\t385\n") == Coordinates("mysql-bin.000003", 385)
     assert parse_binlog_info("") is None
     assert XBSTREAM_MAGIC == b"XBSTCK01"
+
+
+@pytest.mark.parametrize("prefix", ["xtrabackup", "mariadb_backup"])
+def test_the_info_files_of_either_line_are_read(tmp_path: Path, prefix: str) -> None:
+    # 10.11's mariadb-backup writes xtrabackup_*, 11.8's mariadb_backup_* (the names
+    # in 11.8.9's binary)
+    uuid = "8f3b1c2e-4a5d-11ef-9c1b-0242ac120002"
+    (tmp_path / f"{prefix}_checkpoints").write_text("backup_type = log-applied\nto_lsn = 44878\n")
+    (tmp_path / f"{prefix}_galera_info").write_text(f"{uuid}:1234\n")
+    (tmp_path / f"{prefix}_binlog_info").write_text("mysql-bin.000003\t385\n")
+    info, position, coordinates = read_info(tmp_path)
+    assert position == f"{uuid}:1234"
+    assert coordinates == Coordinates("mysql-bin.000003", 385)
+    assert sorted(info) == sorted(f"{prefix}_{n}" for n in ("checkpoints", "galera_info",
+                                                            "binlog_info"))
+    (tmp_path / f"{prefix}_galera_info").unlink()
+    (tmp_path / f"{prefix}_binlog_info").unlink()
+    info, position, coordinates = read_info(tmp_path)
+    assert Prepared(tmp_path, info, position, coordinates, 0, 0.0, 0.0).point == "LSN 44878"
 
 
 def test_a_prepare_tool_of_another_line_than_the_server_is_refused() -> None:
