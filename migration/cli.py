@@ -93,42 +93,51 @@ def lab() -> None:
     """The local lab of podman hosts (see lab/lab.yml and inventories/lab/)."""
 
 
+_WITH = click.option(
+    "--with", "extras", multiple=True, metavar="NAME",
+    help="Also the hosts of inventories/lab/NAME.yml (e.g. next: a new cluster's hosts).")
+
+
 @lab.command("up")
-def lab_up() -> None:
+@_WITH
+def lab_up(extras: tuple[str, ...]) -> None:
     """Build the image if its recipe changed, start every lab host, wait for SSH."""
     from migration.lab import lifecycle
     from migration.lab.config import load_lab_config
 
-    lifecycle.up(load_lab_config(), _say)
+    lifecycle.up(load_lab_config(extras=extras), _say)
 
 
 @lab.command("image")
-def lab_image() -> None:
-    """Build the lab base image if its recipe changed (also tags it :latest)."""
+@click.option("--suite", type=click.Choice(["bookworm", "trixie"]), default="bookworm",
+              show_default=True, help="The Debian suite of the image.")
+def lab_image(suite: str) -> None:
+    """Build the lab base image if its recipe changed (bookworm's is also tagged :latest)."""
     from migration.lab.config import load_lab_config
     from migration.lab.image import ensure_image
     from migration.lab.podman import Podman
 
     config = load_lab_config()
-    ensure_image(config, Podman(config.containers_conf), _say)
+    ensure_image(config, Podman(config.containers_conf), _say, suite)
 
 
 @lab.command("down")
 def lab_down() -> None:
-    """Remove the lab's containers and network (nothing else)."""
+    """Remove the lab's containers (those of its extra inventories too) and its network."""
     from migration.lab import lifecycle
-    from migration.lab.config import load_lab_config
+    from migration.lab.config import available_extras, load_lab_config
 
-    lifecycle.down(load_lab_config(), _say)
+    lifecycle.down(load_lab_config(extras=available_extras()), _say)
 
 
 @lab.command("status")
-def lab_status() -> None:
+@_WITH
+def lab_status(extras: tuple[str, ...]) -> None:
     """One line per lab host: container state, address, SSH answer."""
     from migration.lab import lifecycle
     from migration.lab.config import load_lab_config
 
-    rows = lifecycle.status(load_lab_config())
+    rows = lifecycle.status(load_lab_config(extras=extras))
     table = Table("host", "groups", "address", "container", "state", "ssh answers")
     for row in rows:
         style = "green" if row.ssh == row.host else "red"

@@ -53,7 +53,7 @@ class InventoryHost:
 _SSH_VARS = ("ansible_host", "ansible_user", "ansible_port", "ansible_ssh_private_key_file",
              "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_host_key_checking")
 # Host variables furet itself reads (kept on InventoryHost.variables).
-FURET_VARS = ("dc", "rack", "furet_rehearsal_allowed")
+FURET_VARS = ("dc", "rack", "furet_rehearsal_allowed", "lab_suite")
 # The etl_runner role's variables that say where furet lives on an ETL host (templated:
 # only these, so an inventory whose other variables need a vault still loads).
 REMOTE_VARS = ("etl_runner_config_dir", "etl_runner_bin_link", "etl_runner_reports_dir")

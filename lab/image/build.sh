@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Build the furet lab base image: Debian 12 (bookworm) with systemd as PID 1, sshd and
-# python3, security updates applied, no SSH host keys (each host makes its own at first
-# boot). Built with debootstrap and `podman import`, since no image registry is reachable.
+# Build the furet lab base image: Debian 12 (bookworm, the default) or 13 (trixie, the hosts
+# of a new cluster: MariaDB 11.8) with systemd as PID 1, sshd and python3, security updates
+# applied, no SSH host keys (each host makes its own at first boot). Built with debootstrap
+# and `podman import`, since no image registry is reachable.
 #
-# Usage: lab/image/build.sh IMAGE_TAG
-# The caller (migration/lab/image.py) names the tag after a hash of this recipe, so the
-# image is rebuilt only when something under lab/image/ changes.
+# Usage: lab/image/build.sh IMAGE_TAG [SUITE]
+# The caller (migration/lab/image.py) names the tag after a hash of this recipe (and the
+# suite), so the image is rebuilt only when something under lab/image/ changes.
 set -euo pipefail
 
-tag=${1:?usage: build.sh IMAGE_TAG}
+tag=${1:?usage: build.sh IMAGE_TAG [SUITE]}
+suite=${2:-bookworm}
 here=$(cd "$(dirname "$0")" && pwd)
 mirror=${FURET_LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${FURET_LAB_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -20,15 +22,15 @@ rootfs=$work/rootfs
 
 step() { printf '[lab-image] %(%H:%M:%S)T %s\n' -1 "$*"; }
 
-step "debootstrap bookworm (minbase) from $mirror"
-debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" \
+step "debootstrap $suite (minbase) from $mirror"
+debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" \
   >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log"; exit 1; }
 
-step "apt sources with bookworm-updates and bookworm-security; apply updates"
+step "apt sources with $suite-updates and $suite-security; apply updates"
 cat >"$rootfs/etc/apt/sources.list" <<SOURCES
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb $security_mirror bookworm-security main
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb $security_mirror $suite-security main
 SOURCES
 chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
   'apt-get update -qq && apt-get -y -qq -o Dpkg::Options::=--force-confold upgrade' \

@@ -21,7 +21,7 @@ from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_
 
 from migration.errors import FuretError
 from migration.inventory import InventoryHost
-from migration.lab.config import LabConfig
+from migration.lab.config import DEFAULT_SUITE, LabConfig
 from migration.lab.image import ensure_image, recipe_hash
 from migration.lab.podman import Podman
 from migration.lab.sshkey import ensure_lab_key
@@ -72,9 +72,10 @@ def ssh_hostname(config: LabConfig, host: InventoryHost, timeout: int = 3) -> st
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _container_spec(config: LabConfig) -> str:
-    """What a lab container is made of: the image recipe and the run options."""
-    return f"{recipe_hash(config)}-{hashlib.sha256(' '.join(RUN_OPTIONS).encode()).hexdigest()[:6]}"
+def _container_spec(config: LabConfig, suite: str = DEFAULT_SUITE) -> str:
+    """What a lab container is made of: the image recipe (and suite) and the run options."""
+    spec = f"{recipe_hash(config)}-{hashlib.sha256(' '.join(RUN_OPTIONS).encode()).hexdigest()[:6]}"
+    return spec if suite == DEFAULT_SUITE else f"{spec}-{suite}"
 
 
 def _ensure_network(config: LabConfig, podman: Podman, say: Say) -> None:
@@ -139,20 +140,22 @@ def up(config: LabConfig, say: Say) -> float:
     podman = Podman(config.containers_conf)
     with _lab_lock(config):
         authorized_keys = ensure_lab_key(config.state_dir)
-        tag = ensure_image(config, podman, say)
+        tags = {suite: ensure_image(config, podman, say, suite)
+                for suite in dict.fromkeys(config.suite(h) for h in config.hosts)}
         started = time.monotonic()
-        recipe = _container_spec(config)
         _ensure_network(config, podman, say)
         created = []
         for host in config.hosts:
             name = config.container_name(host)
+            suite = config.suite(host)
+            recipe = _container_spec(config, suite)
             reason = _container_is_healthy(config, podman, name, recipe)
             if not reason:
                 continue
             if reason != "absent":
                 say(f"{host.name}: {reason}, recreating")
                 podman.run("rm", "--force", "--time", "5", name)
-            _run_container(config, podman, host, tag, recipe, str(authorized_keys))
+            _run_container(config, podman, host, tags[suite], recipe, str(authorized_keys))
             created.append(host.name)
         if created:
             say(f"started {len(created)} host(s): {', '.join(created)}")
