@@ -74,6 +74,17 @@ def test_even_galera_count_is_refused_with_escape_hatch(tmp_path: Path) -> None:
     assert bypassed.returncode == 0, bypassed.output
 
 
+def test_a_new_cluster_of_two_nodes_is_refused_too(tmp_path: Path) -> None:
+    def next_cluster(groups):
+        groups["galera_next"] = {"hosts": {"galeranext1": {"ansible_host": "192.0.2.1"},
+                                           "galeranext2": {"ansible_host": "192.0.2.1"}}}
+
+    run = run_playbook("preflight.yml", inventory=_inventory(tmp_path, next_cluster))
+    assert run.returncode != 0
+    assert "group 'galera_next' has 2 hosts (galeranext1, galeranext2)" in run.output
+    assert "group 'galera' has" not in run.output
+
+
 def test_missing_group_is_named(tmp_path: Path) -> None:
     def no_etl(groups):
         del groups["etl"]
