@@ -533,10 +533,10 @@ LOCAL_COMMANDS: dict[str, Command] = {c.task: c for c in (
             "servers with their state and current sessions.",
             options=(ENDPOINT_SOCKET, ENDPOINT_MAP, JSON)),
     Command("endpoint_switch", ("endpoint", "switch"),
-            "Send the endpoint's new connections to the legacy master, to Galera, or nowhere "
-            "(refused), and cut the sessions left on the old side. Writes the map file, then "
-            "HAProxy's memory; refused when the new side has no server UP; a second run "
-            "changes nothing.",
+            "Send the endpoint's new connections to the legacy master, to Galera, to a new "
+            "Galera cluster (galera-next: a major upgrade's), or nowhere (refused), and cut "
+            "the sessions left on the old side. Writes the map file, then HAProxy's memory; "
+            "refused when the new side has no server UP; a second run changes nothing.",
             options=(
                 Option("--to", CHOICE, "The new side; refused: every connection is closed "
                        "(a rollback's write freeze).", choices=EndpointSide, required=True),

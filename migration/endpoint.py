@@ -1,13 +1,14 @@
 """The application's database endpoint: HAProxy 2.6 on the app_endpoint host, switched
-between the legacy master, Galera and refusing connections through its runtime API (the
-admin socket); and the reader of that API's answers (``show stat``, ``show map``).
+between the legacy master, Galera, a new Galera cluster (a major upgrade's) and refusing
+connections through its runtime API (the admin socket); and the reader of that API's
+answers (``show stat``, ``show map``).
 
 The haproxy.cfg of the app_endpoint role chooses a backend per new connection from a map::
 
     use_backend %[str(active),map(/etc/haproxy/furet/app_endpoint.map,app_refused)]
 
-whose one line is ``active app_legacy`` (or app_galera, app_refused): the names are
-:data:`BACKENDS` and :data:`MAP_KEY`, the role and this module must agree on them.
+whose one line is ``active app_legacy`` (or app_galera, app_galera_next, app_refused): the
+names are :data:`BACKENDS` and :data:`MAP_KEY`, the role and this module must agree on them.
 
 Invariants of :func:`switch`:
 
@@ -62,6 +63,8 @@ MAP_KEY = "active"
 BACKENDS: Mapping[EndpointSide, str] = {
     EndpointSide.LEGACY: "app_legacy",
     EndpointSide.GALERA: "app_galera",
+    # the nodes of a new cluster (inventory group galera_next); none when there is none
+    EndpointSide.GALERA_NEXT: "app_galera_next",
     EndpointSide.REFUSED: "app_refused",  # no servers: every connection is closed at once
 }
 DEFAULT_BACKEND = BACKENDS[EndpointSide.REFUSED]  # map()'s default in haproxy.cfg

@@ -1,6 +1,7 @@
 """A real HAProxy 2.6 in front of the loopback MariaDB servers of conftest.py, configured
 like the app_endpoint role's: frontend app_db, map-selected backends app_legacy (legacy1 =
-the legacy server), app_galera (galera1 = the target server) and app_refused. Started by
+the legacy server), app_galera (galera1 = the target server), app_galera_next (no servers:
+an inventory without a new cluster) and app_refused. Started by
 the test in master-worker mode on 127.0.0.31; each fixture stops exactly its processes."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ backend app_legacy
     server legacy1 {legacy} check inter 300 fall 1 rise 1
 backend app_galera
     server galera1 {galera} check inter 300 fall 1 rise 1
+backend app_galera_next
 backend app_refused
 """
 

@@ -158,6 +158,7 @@ class FakeHaproxy:
     backends: dict[str, dict[str, FakeServer]] = field(default_factory=lambda: {
         "app_legacy": {"legacy1": FakeServer(scur=3)},
         "app_galera": {"galera1": FakeServer(), "galera2": FakeServer(backup=True)},
+        "app_galera_next": {},
         "app_refused": {}})
     lines: list[str] = field(default_factory=list)
     where: str = "haproxy /run/fake.sock on testhost"
@@ -294,6 +295,30 @@ def test_a_target_without_a_server_up_is_refused_and_nothing_changes(
     message = str(error.value)
     assert "\n" not in message and "app_galera" in message
     assert "galera1 DOWN, galera2 MAINT (backup)" in message and "nothing changed" in message
+    assert haproxy.changes == [] and map_file.read_text() == "active app_legacy\n"
+
+
+def test_a_switch_to_a_new_cluster_cuts_the_old_clusters_sessions(
+        haproxy: FakeHaproxy, map_file: Path) -> None:
+    haproxy.backends["app_galera_next"] = {"galeranext1": FakeServer(),
+                                           "galeranext2": FakeServer(backup=True)}
+    map_file.write_text("active app_galera\n")
+    haproxy.active = "app_galera"
+    haproxy.backends["app_galera"]["galera1"].scur = 4
+    result = endpoint.switch(RuntimeApi(haproxy), str(map_file), EndpointSide.GALERA_NEXT)
+    assert haproxy.changes == [f"set map {map_file} active app_galera_next",
+                               "shutdown sessions server app_legacy/legacy1",  # 3 open
+                               "shutdown sessions server app_galera/galera1",
+                               "shutdown sessions server app_galera/galera2"]
+    assert map_file.read_text() == "active app_galera_next\n"
+    assert (result.from_backend, result.to_backend) == ("app_galera", "app_galera_next")
+
+
+def test_a_new_cluster_the_inventory_lacks_is_refused_naming_its_backend(
+        haproxy: FakeHaproxy, map_file: Path) -> None:
+    with pytest.raises(FuretError) as error:  # the role renders app_galera_next empty
+        endpoint.switch(RuntimeApi(haproxy), str(map_file), EndpointSide.GALERA_NEXT)
+    assert "backend app_galera_next has no server UP" in str(error.value)
     assert haproxy.changes == [] and map_file.read_text() == "active app_legacy\n"
 
 
