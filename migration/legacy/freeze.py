@@ -4,11 +4,17 @@ After ``SET GLOBAL read_only = ON`` no new write can commit (for users without
 READ_ONLY ADMIN/SUPER: the web app's user must not have them). Transactions that had
 already written are then waited for (they either committed before, or fail at commit),
 so that the final round starts on a source that no longer changes.
+
+The source may be a Galera cluster (a major upgrade fills a new cluster from the old one):
+``read_only`` is then each node's own, not replicated, so every node the cluster counts
+(``wsrep_incoming_addresses``, the client address of each member) is frozen, checked and
+unfrozen, reached with the same account and TLS settings as the node furet talks to.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pymysql
 
@@ -18,6 +24,31 @@ from migration.errors import FuretError
 
 IN_FLIGHT_SQL = ("SELECT COUNT(*) FROM information_schema.innodb_trx "
                  "WHERE trx_rows_modified > 0 OR trx_state = 'LOCK WAIT'")
+
+
+def members(conn: pymysql.connections.Connection, settings: DbSettings) -> list[DbSettings]:
+    """The servers a freeze must cover: ``settings`` alone, or for a Galera node every member
+    of its cluster (:func:`member_settings`)."""
+    rows = query(conn, "SHOW GLOBAL STATUS LIKE 'wsrep_incoming_addresses'")
+    return member_settings(str(rows[0][1]) if rows else "", settings)
+
+
+def member_settings(incoming: str, settings: DbSettings) -> list[DbSettings]:
+    """``settings`` for each ``host:port`` of ``wsrep_incoming_addresses`` (``settings``
+    alone when empty: not Galera); an ``AUTO`` or portless entry cannot be reached and is
+    refused naming the node."""
+    addresses = [a.strip() for a in incoming.split(",") if a.strip()]
+    if not addresses:
+        return [settings]
+    nodes = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or host.upper() == "AUTO":
+            raise FuretError(f"{settings.where}: a Galera member's client address is "
+                             f"{address!r} (wsrep_incoming_addresses): set "
+                             "wsrep_node_incoming_address so furet can freeze every node")
+        nodes.append(replace(settings, host=host.strip("[]"), port=int(port)))
+    return nodes
 
 
 def in_flight_writes(conn: pymysql.connections.Connection) -> int:
@@ -31,9 +62,24 @@ def read_only(conn: pymysql.connections.Connection) -> bool:
     return str(value).upper() not in ("0", "OFF")
 
 
+def _frozen_problem(conn: pymysql.connections.Connection, settings: DbSettings) -> str:
+    """"" when the server is read-only with no write in flight, else why not."""
+    if not read_only(conn):
+        return (f"{settings.where}: --final needs the source frozen and read_only is OFF: run "
+                "`furet legacy freeze` (or `fab freeze`) first")
+    writes = in_flight_writes(conn)
+    if writes:
+        return (f"{settings.where}: --final needs the source frozen: read_only is ON but "
+                f"{writes} transaction(s) with uncommitted writes are in flight "
+                "(information_schema.innodb_trx); let them end, or run `furet legacy "
+                "freeze` again, which waits for them")
+    return ""
+
+
 def assert_frozen(conn: pymysql.connections.Connection, settings: DbSettings) -> None:
     """Refuse (one line naming the server) unless it is read-only with no write in flight:
-    what the final round needs, since it reads up to now with no safety lag.
+    what the final round needs, since it reads up to now with no safety lag. A Galera
+    source: every member.
 
     The check is the freeze's own. ``read_only`` stops every new write of a session without
     READ_ONLY ADMIN/SUPER (the web app). A transaction that modified rows before the
@@ -44,40 +90,74 @@ def assert_frozen(conn: pymysql.connections.Connection, settings: DbSettings) ->
     to write) refuses the round. Not seen: a privileged writer that starts after this
     check; stop those before the cutover. Needs PROCESS (furet's legacy user has it)."""
     try:
-        frozen = read_only(conn)
-        writes = in_flight_writes(conn) if frozen else 0
+        problem = _frozen_problem(conn, settings)
+        nodes = members(conn, settings) if not problem else []
     except pymysql.MySQLError as exc:
         raise db_error(exc, settings) from None
-    if not frozen:
-        raise FuretError(f"{settings.where}: --final needs the source frozen and read_only is "
-                         "OFF: run `furet legacy freeze` (or `fab freeze`) first")
-    if writes:
-        raise FuretError(f"{settings.where}: --final needs the source frozen: read_only is ON "
-                         f"but {writes} transaction(s) with uncommitted writes are in flight "
-                         "(information_schema.innodb_trx); let them end, or run `furet legacy "
-                         "freeze` again, which waits for them")
+    for node in nodes if len(nodes) > 1 else []:
+        try:
+            with connection(node) as other:
+                problem = problem or _frozen_problem(other, node)
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, node) from None
+    if problem:
+        raise FuretError(problem)
+
+
+def _on_each(nodes: list[DbSettings], sql: str) -> None:
+    for node in nodes:
+        try:
+            with connection(node) as conn:
+                query(conn, sql)
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, node) from None
+
+
+def _last_committed(node: DbSettings) -> int:
+    try:
+        with connection(node) as conn:
+            rows = query(conn, "SHOW GLOBAL STATUS LIKE 'wsrep_last_committed'")
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, node) from None
+    return int(rows[0][1]) if rows else -1
 
 
 def freeze(settings: DbSettings, timeout_s: float = 60.0) -> float:
-    """Set the legacy server read-only and wait for no write in flight; returns seconds."""
+    """Set the legacy server read-only (each node of a Galera source) and wait for no write
+    in flight, then, on Galera, until every node applied the same last write set (the node
+    the final round reads holds every write); returns seconds."""
     started = time.monotonic()
+
+    def waited(what: str, where: DbSettings) -> None:
+        if time.monotonic() - started > timeout_s:
+            raise FuretError(f"{where.where}: read-only is on but {what} after "
+                             f"{timeout_s:.0f}s; unfreeze or wait")
+        time.sleep(0.1)
+
     try:
         with connection(settings) as conn:
-            query(conn, "SET GLOBAL read_only = ON")
-            while in_flight_writes(conn):
-                if time.monotonic() - started > timeout_s:
-                    raise FuretError(f"{settings.where}: read-only is on but writes are still in "
-                                     f"flight after {timeout_s:.0f}s (information_schema."
-                                     "innodb_trx); unfreeze or wait")
-                time.sleep(0.1)
+            nodes = members(conn, settings)
     except pymysql.MySQLError as exc:
         raise db_error(exc, settings) from None
+    _on_each(nodes, "SET GLOBAL read_only = ON")
+    for node in nodes:
+        try:
+            with connection(node) as conn:
+                while in_flight_writes(conn):
+                    waited("writes are still in flight (information_schema.innodb_trx)", node)
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, node) from None
+    while len(nodes) > 1 and len({_last_committed(node) for node in nodes}) > 1:
+        waited("the Galera nodes have not applied the same write sets "
+               "(wsrep_last_committed)", settings)
     return time.monotonic() - started
 
 
 def unfreeze(settings: DbSettings) -> None:
+    """read_only OFF (on each node of a Galera source)."""
     try:
         with connection(settings) as conn:
-            query(conn, "SET GLOBAL read_only = OFF")
+            nodes = members(conn, settings)
     except pymysql.MySQLError as exc:
         raise db_error(exc, settings) from None
+    _on_each(nodes, "SET GLOBAL read_only = OFF")
