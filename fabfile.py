@@ -98,6 +98,8 @@ CUTOVER_ACTIONS = ("plan", "run", "resume", "abort", "rollback", "status")
     "max_downtime": "Seconds the write freeze may last; beyond, unfreeze and stop before "
                     "the switch (default 120).",
     "hooks": "Your own hook steps (YAML), placed before/after the runbook's steps.",
+    "runbook": "galera-next (an old Galera cluster onto a new one, group galera_next) or "
+               "your own runbook file (default: legacy master onto Galera).",
     "flows": "Flows of the rounds, comma separated (default runtime,cassandra_prod,rt_bo).",
     "verify_flows": "Flows the verify gate checks (default runtime,cassandra_prod).",
     "reverse_flows": "Flows copied back to the legacy after the switch (default runtime).",
@@ -107,7 +109,7 @@ CUTOVER_ACTIONS = ("plan", "run", "resume", "abort", "rollback", "status")
     "inventory": _COMMON_HELP["inventory"],
     "vault_password_file": _COMMON_HELP["vault_password_file"]})
 def cutover(c: Context, action: str, max_downtime: str = "120", hooks: str | None = None,
-            flows: str | None = None, verify_flows: str | None = None,
+            runbook: str | None = None, flows: str | None = None, verify_flows: str | None = None,
             reverse_flows: str | None = None, backups: str | None = None,
             max_backup_age: str = "24h", inventory: str | None = None,
             vault_password_file: str | None = None) -> None:
@@ -121,6 +123,7 @@ def cutover(c: Context, action: str, max_downtime: str = "120", hooks: str | Non
                                                    fabric_tasks.identity(c),
                                                    vault_password_file),
             max_downtime=max_downtime, hooks=hooks, flows=flows, verify_flows=verify_flows,
-            reverse_flows=reverse_flows, backups=backups, max_backup_age=max_backup_age)
+            reverse_flows=reverse_flows, backups=backups, max_backup_age=max_backup_age,
+            runbook_name=runbook)
     if code:
         raise Exit(code=code)

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from migration.cutover import engine
 from migration.cutover.platform import FabricPlatform
-from migration.cutover.runbook import load_runbook
+from migration.cutover.runbook import load_runbook, runbook_path
 from migration.errors import FuretError
 
 ACTIONS = ("plan", "run", "resume", "abort", "rollback", "status")
@@ -101,10 +101,10 @@ def main(action: str, inventory: str, *, max_downtime: str = "120", hooks: str |
          flows: str | None = None, verify_flows: str | None = None,
          reverse_flows: str | None = None, backups: str | None = None,
          max_backup_age: str = "24h", local_reports: str = "reports",
-         out: TextIO = sys.stderr) -> int:
+         runbook_name: str | None = None, out: TextIO = sys.stderr) -> int:
     if action not in ACTIONS:
         raise FuretError(f"no cutover action {action!r} (one of {', '.join(ACTIONS)})")
-    runbook = load_runbook(Path(hooks) if hooks else None)
+    runbook = load_runbook(Path(hooks) if hooks else None, runbook_path(runbook_name))
     platform = FabricPlatform(inventory)
     options = options_from(max_downtime, flows, verify_flows, reverse_flows,
                            platform.etl_host().remote.reports, backups, max_backup_age)

@@ -1,5 +1,7 @@
-"""The cutover runbook as data: the steps furet ships (``runbook.yml`` beside this module)
-and the user's hook steps, merged into one ordered list and checked before anything runs.
+"""The cutover runbook as data: the steps furet ships (``runbook.yml`` beside this module:
+legacy master to Galera; ``runbook-galera-next.yml``: an old Galera cluster to a new one,
+``--runbook galera-next``) and the user's hook steps, merged into one ordered list and
+checked before anything runs.
 
 A hook file holds steps of its own, each placed ``before:`` or ``after:`` a step of the
 shipped runbook (or of an earlier hook). A hook's action is ``command``: a shell command on
@@ -21,6 +23,8 @@ import yaml
 from migration.errors import FuretError
 
 SHIPPED = Path(__file__).resolve().parent / "runbook.yml"
+# `--runbook NAME`: the runbooks furet ships besides the default (else a path to your own)
+NAMED = {"galera-next": SHIPPED.with_name("runbook-galera-next.yml")}
 # The actions furet knows; `command` is the hooks' own.
 ACTIONS = ("preflight", "catch_up", "freeze", "final_rounds", "verify_gate",
            "switch_endpoint", "reverse_rounds", "reverse_final", "reverse_verify", "unfreeze",
@@ -100,6 +104,18 @@ def _step(path: Path, index: int, raw: Any, hook: bool) -> tuple[Step, str, str]
         raise FuretError(f"{where}: a hook step says `before: <id>` or `after: <id>` "
                          "(exactly one)")
     return Step(step_id, str(action), dict(args), downtime, hook), before, after
+
+
+def runbook_path(name: str | None) -> Path:
+    """The runbook ``--runbook`` names: the default (none), a shipped one by name, or a
+    file of your own."""
+    if not name:
+        return SHIPPED
+    path = NAMED.get(name) or Path(name)
+    if not path.is_file():
+        raise FuretError(f"--runbook {name}: neither a shipped runbook "
+                         f"({', '.join(NAMED)}) nor a file")
+    return path
 
 
 def load_runbook(hooks: Path | None = None, shipped: Path = SHIPPED) -> Runbook:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from migration.cutover.runbook import load_runbook
+from migration.cutover.runbook import load_runbook, runbook_path
 from migration.errors import FuretError
 
 
@@ -16,6 +16,23 @@ def test_the_shipped_runbook_freezes_verifies_then_switches() -> None:
     assert ids == ["preflight", "catch-up", "freeze", "final-rounds", "verify-gate", "switch",
                    "reverse-rounds"]
     assert [s.id for s in runbook.frozen] == ["freeze", "final-rounds", "verify-gate", "switch"]
+
+
+def test_the_galera_next_runbook_switches_to_the_new_cluster_and_back_on_rollback(
+        tmp_path: Path) -> None:
+    runbook = load_runbook(shipped=runbook_path("galera-next"))
+    switches = {s.id: s.args["to"] for s in (*runbook.steps, *runbook.rollback)
+                if s.action == "switch_endpoint"}
+    assert switches == {"switch": "galera-next", "refuse-writes": "refused",
+                        "switch-back": "galera"}
+    assert [s.id for s in runbook.frozen] == ["freeze", "final-rounds", "verify-gate", "switch"]
+    assert runbook.sha256 != load_runbook().sha256  # a run is resumed by the same runbook
+    own = tmp_path / "mine.yml"
+    own.write_bytes(runbook_path("galera-next").read_bytes())
+    assert runbook_path(str(own)) == own and runbook_path(None) == runbook_path("")
+    with pytest.raises(FuretError, match="--runbook galera-nxt: neither a shipped runbook "
+                                         r"\(galera-next\) nor a file"):
+        runbook_path("galera-nxt")
 
 
 def test_hooks_go_before_or_after_a_step_and_inside_the_freeze_when_placed_there(
