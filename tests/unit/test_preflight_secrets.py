@@ -208,6 +208,8 @@ def test_lab_inventory_without_the_lab_mark_is_refused(tmp_path: Path) -> None:
     assert run.returncode != 0, run.output[-3000:]
     assert sorted(_named(run.output, "galera_sst_password")) == [
         "secret 'galera_sst_password' (group galera) is a lab value (*-not-secret)",
-        "secret 'galera_sst_password' is in plain text in group_vars/galera.yml"]
+        "secret 'galera_sst_password' is in plain text in group_vars/galera.yml",
+        # the new cluster's settings are the first one's (a link to galera.yml)
+        "secret 'galera_sst_password' is in plain text in group_vars/galera_next/00-galera.yml"]
     assert "secret 'etl_runner_cassandra_password' (host app1) is empty" in _flat(run.output)
     _assert_visible_and_clean(run, ["lab-sst-not-secret", "lab-furet-not-secret"])
