@@ -71,11 +71,11 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt
 
 SOAK_TRIALS      ?= 20
 SOAK_KILL_POINTS ?= 50
-soak: deps ## Long trials: Galera recoveries and a power loss, Cassandra's rolling restart, the Galera and Cassandra upgrades and the rolling OS update under load (lab), round kill points, molecule
+soak: deps ## Long trials: Galera recoveries and a power loss, Cassandra's rolling restart, the Galera and Cassandra upgrades, 10.11 to 11.8 by a new cluster and the rolling OS update under load (lab), round kill points, molecule
 	@FURET_RECOVERY_TRIALS=$(SOAK_TRIALS) FURET_KILL_POINTS=$(SOAK_KILL_POINTS) FURET_POWER_LOSS=1 \
 		$(BIN)/pytest -v -p no:cacheprovider tests/lab/test_galera_faults.py \
 		tests/lab/test_cassandra_faults.py tests/lab/test_cassandra_upgrade.py tests/lab/test_galera_upgrade.py \
-		tests/lab/test_rolling_os_update.py \
+		tests/lab/test_rolling_os_update.py tests/lab/test_galera_next.py \
 		tests/integration/test_round_kill_points.py tests/lab/test_molecule_scenarios.py
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy

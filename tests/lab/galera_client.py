@@ -54,9 +54,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def connect(address: str, port: int = 3306, database: str = "furet") -> pymysql.Connection:
-    """furet's account over TLS, the node (or HAProxy's) verified as furet's clients do."""
-    return pymysql.connect(host=address, port=port, user=APP_USER, password=APP_PASSWORD,
+def connect(address: str, port: int = 3306, database: str = "furet", user: str = APP_USER,
+            password: str = APP_PASSWORD) -> pymysql.Connection:
+    """furet's account (or ``user``) over TLS, the node (or HAProxy's) verified as furet's
+    clients do."""
+    return pymysql.connect(host=address, port=port, user=user, password=password,
                            database=database, autocommit=True, connect_timeout=3,
                            read_timeout=10, write_timeout=10, ssl=galera_tls(address))
 
@@ -80,10 +82,14 @@ def insert_rows(address: str, phase: str, count: int) -> list[str]:
 
 @dataclass
 class ContinuousWriter:
-    """Inserts through ``address`` until stopped, reconnecting after any error."""
+    """Inserts through ``address`` until stopped, reconnecting after any error: furet's
+    account into furet.fault_probe, or ``account`` (user, password, database) running
+    ``insert`` with the key as its one parameter."""
 
     address: str
     max_seconds: float = 900.0
+    account: tuple[str, str, str] = (APP_USER, APP_PASSWORD, "furet")
+    insert: str = "INSERT INTO fault_probe (k, phase) VALUES (%s, 'rolling')"
     acked: list[str] = field(default_factory=list)
     failed_attempts: int = 0
     longest_pause_s: float = 0.0
@@ -115,10 +121,11 @@ class ContinuousWriter:
             key = uuid.uuid4().hex
             try:
                 if conn is None:
-                    conn = connect(self.address)
+                    user, password, database = self.account
+                    conn = connect(self.address, database=database, user=user,
+                                   password=password)
                 with conn.cursor() as cur:
-                    cur.execute("INSERT INTO fault_probe (k, phase) VALUES (%s, 'rolling')",
-                                (key,))
+                    cur.execute(self.insert, (key,))
                 now = time.monotonic()
                 self.longest_pause_s = max(self.longest_pause_s, now - last_ack)
                 if now - last_ack > 0.5:
