@@ -109,10 +109,10 @@ CUTOVER_ACTIONS = ("plan", "run", "resume", "abort", "rollback", "status")
     "inventory": _COMMON_HELP["inventory"],
     "vault_password_file": _COMMON_HELP["vault_password_file"]})
 def cutover(c: Context, action: str, max_downtime: str = "120", hooks: str | None = None,
-            runbook: str | None = None, flows: str | None = None, verify_flows: str | None = None,
+            flows: str | None = None, verify_flows: str | None = None,
             reverse_flows: str | None = None, backups: str | None = None,
             max_backup_age: str = "24h", inventory: str | None = None,
-            vault_password_file: str | None = None) -> None:
+            vault_password_file: str | None = None, runbook: str | None = None) -> None:
     """The cutover runbook (migration/cutover): plan (dry-run), run, resume, abort,
     rollback, status."""
     from migration.cutover import operator

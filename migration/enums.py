@@ -79,7 +79,7 @@ class Deletes(_Choices):
 class EndpointSide(_Choices):
     """Where the application's database endpoint (HAProxy on the app_endpoint hosts) sends
     new connections: the legacy master, Galera, a new Galera cluster (galera_next: the target
-    of a major upgrade, see playbooks/galera_next.yml), or nowhere (a rollback's write
+    of a major upgrade, provisioned by playbooks/galera.yml), or nowhere (a rollback's write
     freeze). See :mod:`migration.endpoint`."""
 
     LEGACY = "legacy"

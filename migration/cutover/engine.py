@@ -193,6 +193,19 @@ def _frozen_since(steps: Sequence[Step], journal: dict[str, Any]) -> float | Non
     return float(rows[start]["started_at"])
 
 
+def _unfreeze_after(platform: Platform, run_id: int, seq: int, unfreeze: Step,
+                    options: CutoverOptions) -> str:
+    """The unfreeze of a run that stops inside its freeze; what it did, as the end of the
+    run's reason. One that fails does not keep the run open: its reason says so, and `fab
+    cutover abort` cannot help (the run is closed), `furet legacy unfreeze` can."""
+    try:
+        run_step(platform, run_id, seq, unfreeze, options)
+    except FuretError as exc:
+        return (f"; the unfreeze failed ({exc}): run `furet legacy unfreeze` on the ETL host "
+                "once the source is reachable")
+    return "; the legacy master is writable again"
+
+
 def execute(platform: Platform, run: dict[str, Any], steps: Sequence[Step],
             options: CutoverOptions, out: TextIO = sys.stderr,
             on_step: Callable[[Step, str], None] | None = None) -> Outcome:
@@ -212,10 +225,9 @@ def execute(platform: Platform, run: dict[str, Any], steps: Sequence[Step],
             if frozen + expected > options.max_downtime_s:
                 why = (f"downtime budget: frozen {frozen:.1f}s + {expected:.1f}s expected for "
                        f"step {step.id} > --max-downtime {options.max_downtime_s:g}s")
-                run_step(platform, run_id, len(steps) + 1, unfreeze, options)
-                _close(platform, run_id, "aborted", why)
-                _say(out, f"cutover run {run_id}: {why}; the legacy master is writable again, "
-                          "nothing was switched")
+                unfrozen = _unfreeze_after(platform, run_id, len(steps) + 1, unfreeze, options)
+                _close(platform, run_id, "aborted", why + unfrozen)
+                _say(out, f"cutover run {run_id}: {why}{unfrozen}, nothing was switched")
                 outcome.status = "aborted"
                 outcome.lines.append(why)
                 return outcome
@@ -227,8 +239,8 @@ def execute(platform: Platform, run: dict[str, Any], steps: Sequence[Step],
         except FuretError as exc:
             why = f"step {step.id} failed: {exc}"
             if kind == "cutover" and (frozen_since is not None or step.downtime == "start"):
-                run_step(platform, run_id, len(steps) + 1, unfreeze, options)
-                why += "; the legacy master is writable again, nothing was switched"
+                why += _unfreeze_after(platform, run_id, len(steps) + 1, unfreeze, options)
+                why += ", nothing was switched"
                 _close(platform, run_id, "failed", why)
                 outcome.status = "failed"
             elif kind == "rollback" and frozen_since is not None:
@@ -275,15 +287,23 @@ def _options_of(run: dict[str, Any], who: str) -> CutoverOptions:
                           float(saved.get("max_backup_age_s", base.max_backup_age_s)))
 
 
+def _same_runbook(run_row: dict[str, Any], runbook: Runbook, what: str) -> None:
+    """Refuse to ``what`` a run with steps other than those it ran: another --runbook (the
+    galera-next runbook's rollback switches back to the old cluster, the shipped one's to
+    the legacy master), another --hooks file, or either changed since."""
+    if run_row["runbook_sha"] != runbook.sha256:
+        raise FuretError(f"cutover run {run_row['run_id']} ran another runbook or --hooks file "
+                         f"(or it changed since): {what} with the --runbook and --hooks it "
+                         "ran with")
+
+
 def resume(platform: Platform, runbook: Runbook, who: str,
            out: TextIO = sys.stderr) -> Outcome:
     """Continue the unfinished run with the options it started with."""
     run_row = journal_show(platform)
     if run_row is None or run_row["status"] != "running":
         raise FuretError("cutover: no unfinished run to resume (`fab cutover status`)")
-    if run_row["runbook_sha"] != runbook.sha256:
-        raise FuretError(f"cutover run {run_row['run_id']}: the runbook (or --hooks file) "
-                         "changed since it started; resume with the same files, or abort it")
+    _same_runbook(run_row, runbook, "resume")
     steps = runbook.steps if run_row["kind"] == "cutover" else runbook.rollback
     _say(out, f"cutover: resuming {run_row['kind']} run {run_row['run_id']} "
               f"(started by {run_row['who']})")
@@ -296,6 +316,7 @@ def abort(platform: Platform, runbook: Runbook, who: str,
     run_row = journal_show(platform)
     if run_row is None or run_row["status"] != "running":
         raise FuretError("cutover: no unfinished run to abort")
+    _same_runbook(run_row, runbook, "abort")
     run_id = int(run_row["run_id"])
     rows = {r["step_id"]: r for r in run_row["steps"]}
     switch = freeze_marks(runbook.steps)[1]
@@ -324,6 +345,7 @@ def rollback(platform: Platform, runbook: Runbook, options: CutoverOptions,
         raise FuretError("cutover: nothing to roll back (no cutover run has switched the "
                          "endpoint); `fab cutover abort` ends a run before its switch")
     assert last is not None
+    _same_runbook(last, runbook, "roll back")
     if last["status"] == "running":
         _close(platform, int(last["run_id"]), "aborted", f"rolled back by {options.who}")
     opened = platform.etl(["cutover", "journal", "open", "--kind", "rollback",

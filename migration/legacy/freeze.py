@@ -13,6 +13,7 @@ unfrozen, reached with the same account and TLS settings as the node furet talks
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 
@@ -42,12 +43,14 @@ def member_settings(incoming: str, settings: DbSettings) -> list[DbSettings]:
         return [settings]
     nodes = []
     for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or host.upper() == "AUTO":
+        # host:port, or [IPv6]:port (an IPv6 address without brackets has no port to read)
+        found = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", address)
+        host = (found.group(1) or found.group(3)) if found else ""
+        if not found or host.upper() == "AUTO":
             raise FuretError(f"{settings.where}: a Galera member's client address is "
                              f"{address!r} (wsrep_incoming_addresses): set "
                              "wsrep_node_incoming_address so furet can freeze every node")
-        nodes.append(replace(settings, host=host.strip("[]"), port=int(port)))
+        nodes.append(replace(settings, host=host, port=int(found.group(2) or found.group(4))))
     return nodes
 
 
@@ -105,12 +108,18 @@ def assert_frozen(conn: pymysql.connections.Connection, settings: DbSettings) ->
 
 
 def _on_each(nodes: list[DbSettings], sql: str) -> None:
+    """``sql`` on every node, even after one failed (an unfreeze must not leave the nodes
+    after an unreachable one read-only); the failures in one line."""
+    failures = []
     for node in nodes:
         try:
             with connection(node) as conn:
                 query(conn, sql)
         except pymysql.MySQLError as exc:
-            raise db_error(exc, node) from None
+            failures.append(str(db_error(exc, node)))
+    if failures:
+        raise FuretError(f"{sql} failed on {len(failures)} of {len(nodes)} servers: "
+                         + "; ".join(failures))
 
 
 def _last_committed(node: DbSettings) -> int:

@@ -21,7 +21,7 @@ import pytest
 from migration.config import DbSettings
 from migration.cutover import engine
 from migration.cutover.platform import last_json
-from migration.cutover.runbook import Step, load_runbook
+from migration.cutover.runbook import Step, load_runbook, runbook_path
 from migration.db import connection, query
 from migration.engine.round import RoundOptions, run_round
 from migration.errors import FuretError
@@ -314,4 +314,13 @@ def test_abort_unfreezes_before_the_switch_and_is_refused_after_it(
     assert _active(haproxy) == "galera"
     with pytest.raises(FuretError, match="step switch has run"):
         engine.abort(local, runbook, "ops@test")
+    # a run's resume, abort and rollback take the runbook it ran: the galera-next one's
+    # rollback would switch the application to another side
+    other = load_runbook(shipped=runbook_path("galera-next"))
+    for refused in (lambda: engine.resume(local, other, "ops@test"),
+                    lambda: engine.abort(local, other, "ops@test"),
+                    lambda: engine.rollback(local, other, options)):
+        with pytest.raises(FuretError, match="ran another runbook or --hooks file"):
+            refused()
+    assert _active(haproxy) == "galera"
     assert engine.resume(local, runbook, "ops@test").status == "done"

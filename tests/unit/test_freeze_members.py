@@ -25,7 +25,8 @@ def test_each_galera_member_is_reached_with_the_same_account_and_tls() -> None:
         ("furet", "pw", "/etc/furet/tls/ca.crt", "galera.furet.internal", "legacy")}
 
 
-@pytest.mark.parametrize("incoming", ["AUTO:3306,10.213.0.22:3306", "10.213.0.21"])
+@pytest.mark.parametrize("incoming", ["AUTO:3306,10.213.0.22:3306", "10.213.0.21",
+                                      "fd00::23", "[fd00::23]"])
 def test_a_member_without_a_reachable_address_is_one_line_naming_it(incoming: str) -> None:
     with pytest.raises(FuretError) as error:
         member_settings(incoming, SOURCE)
