@@ -17,7 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from migration.errors import FuretError
 from migration.inventory import InventoryHost
@@ -154,7 +163,7 @@ def up(config: LabConfig, say: Say) -> float:
                 continue
             if reason != "absent":
                 say(f"{host.name}: {reason}, recreating")
-                podman.run("rm", "--force", "--time", "5", name)
+                remove_containers(podman, [name])
             _run_container(config, podman, host, tags[suite], recipe, str(authorized_keys))
             created.append(host.name)
         if created:
@@ -168,6 +177,19 @@ def up(config: LabConfig, say: Say) -> float:
         return elapsed
 
 
+def remove_containers(podman: Podman, names: list[str], attempts: int = 3) -> None:
+    """``podman rm --force`` of ``names``, again for those still there when it failed:
+    podman fails a container that stops by itself between the end of its stop timeout and
+    its SIGKILL ("container state improper: stopped"; a JVM's slow stop); stopped, it goes
+    at the next try. The last failure is raised."""
+    for attempt in Retrying(stop=stop_after_attempt(attempts), wait=wait_fixed(1),
+                            retry=retry_if_exception_type(FuretError), reraise=True):
+        with attempt:
+            left = [n for n in names if podman.exists("container", n)]
+            if left:
+                podman.run("rm", "--force", "--time", "5", *left, timeout=120)
+
+
 def down(config: LabConfig, say: Say) -> None:
     """Remove the lab's containers (by the names it gave them) and its network."""
     podman = Podman(config.containers_conf)
@@ -175,7 +197,7 @@ def down(config: LabConfig, say: Say) -> None:
         names = [config.container_name(h) for h in config.hosts]
         present = [n for n in names if podman.exists("container", n)]
         if present:
-            podman.run("rm", "--force", "--time", "5", *present, timeout=120)
+            remove_containers(podman, present)
             say(f"removed {len(present)} container(s)")
         if podman.exists("network", config.network):
             podman.run("network", "rm", config.network)
