@@ -42,6 +42,10 @@ FLOW = "upgrade"
 SEED_ROWS = 20_000
 # LAB ONLY: the web app's account (inventories/lab/group_vars/galera.yml), on both clusters
 WEBAPP = ("webapp", "lab-legacy-webapp-not-secret", "shop")
+# etl1's furet reads the old cluster with Galera's furet account (LAB ONLY password, that of
+# inventories/lab/group_vars/galera.yml); bench/lab.py and other tests read etl.yml's plain value
+GALERA_NEXT_SOURCE = ("-e", "etl_runner_migration=galera_next",
+                      "-e", "etl_runner_legacy_password=lab-furet-not-secret")
 INSERT = "INSERT INTO upgrade_orders (k, note) VALUES (%s, 'web')"
 TABLE = ("(k CHAR(32) NOT NULL PRIMARY KEY, note VARCHAR(40) NOT NULL, "
          "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) "
@@ -76,7 +80,7 @@ def clusters(platform_ready: ProvisionedLab, tmp_path_factory: pytest.TempPathFa
     hosts = {h.name: h for h in load_lab_config(extras=("next",)).hosts}
     flows = tmp_path_factory.mktemp("inventory") / "flows"
     flows.mkdir()
-    converge("etl.yml", "-e", "etl_runner_migration=galera_next",
+    converge("etl.yml", *GALERA_NEXT_SOURCE,
              "-e", f"etl_runner_flows_dir={flows}")
     old, new = hosts["galera1"], hosts["galeranext1"]
     node_sql(old, f"CREATE DATABASE IF NOT EXISTS shop; DROP TABLE IF EXISTS "
@@ -116,7 +120,7 @@ def test_a_new_11_8_cluster_filled_by_rounds_and_switched_to_loses_no_write(
     assert [(t["source"], t["key"], t["version"]) for t in tables] == [
         ("upgrade_orders", "k", "updated_at")], made.stdout
     (flows / f"{FLOW}.yml").write_text(made.stdout)
-    converge("etl.yml", "--tags", "etl:flows", "-e", "etl_runner_migration=galera_next",
+    converge("etl.yml", "--tags", "etl:flows", *GALERA_NEXT_SOURCE,
              "-e", f"etl_runner_flows_dir={flows}")
     fab("target-schema", "--flow", FLOW, "--apply")
 
