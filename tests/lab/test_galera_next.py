@@ -88,12 +88,14 @@ def clusters(platform_ready: ProvisionedLab, tmp_path_factory: pytest.TempPathFa
                   "INSERT INTO shop.upgrade_orders SELECT MD5(seq), 'seed', "
                   f"NOW(6) - INTERVAL 2 HOUR FROM shop.seq_0_to_{SEED_ROWS - 1}")
     # a run before this one: its rows, rounds and cutover journal on the new cluster
+    # warn: on a cluster no run has used yet, these are no-ops or name absent ledger tables
     node_sql(new, "DROP DATABASE IF EXISTS shop; CREATE DATABASE shop", warn=True)
     node_sql(new, "DELETE FROM furet.cutover_steps; DELETE FROM furet.cutover_runs; "
                   + "; ".join(f"DELETE FROM furet.{t} WHERE flow LIKE '{FLOW}%'"
                               for t in ("quarantine", "chunks", "round_tables", "rounds")),
              warn=True)
     yield hosts | {"flows": flows}  # type: ignore[dict-item]
+    # warn: the teardown restores what it can; a failed step must not hide the test's result
     node_shell(hosts["app1"], "furet endpoint switch --to legacy", warn=True)
     for name in OLD:
         node_sql(hosts[name], "SET GLOBAL read_only = 0", warn=True)
