@@ -63,6 +63,16 @@ def furet(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def fab(*args: str, timeout: int = 900, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """``fab ARGS`` from the repo (the lab inventory unless ``-i``); ``check``: a failure is
+    the test's, with the end of the output."""
+    done = subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=tool_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert not check or done.returncode == 0, \
+        f"fab {' '.join(args)}: {(done.stdout + done.stderr)[-6000:]}"
+    return done
+
+
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Poll ``predicate`` each second until it holds; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

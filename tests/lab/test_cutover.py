@@ -32,6 +32,7 @@ import pytest
 from migration.inventory import InventoryHost
 from migration.remote import connection_for
 from tests.helpers import BIN, REPO, tool_env
+from tests.helpers import fab as run_fab
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import node_sql
 
@@ -46,8 +47,7 @@ FURET = "furet --config /etc/furet/furet.yml"  # as etl_runner installed it (etl
 
 
 def fab(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "fab"), *args, "-i", INVENTORY], cwd=REPO,
-                          env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    return run_fab(*args, "-i", INVENTORY, timeout=timeout)
 
 
 def fab_background(*args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from migration.remote import connection_for, select_hosts
-from tests.helpers import BIN, REPO, run_playbook, tool_env
+from tests.helpers import REPO, fab, run_playbook
 from tests.lab.conftest import ProvisionedLab
 
 INVENTORY = "inventories/lab/hosts.yml"
-
-
-def fab(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=tool_env(),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ database, where the furet user may write); both tables are dropped at the end.""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from migration.inventory import InventoryHost
-from tests.helpers import BIN, REPO, PlaybookRun, run_playbook, tool_env
+from tests.helpers import PlaybookRun, fab, run_playbook
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import node_shell, node_sql
 
@@ -39,11 +38,6 @@ tables:
 """
 TABLE = ("(id BIGINT NOT NULL PRIMARY KEY, updated_ts BIGINT NOT NULL, label VARCHAR(64), "
          "KEY (updated_ts)) ENGINE=InnoDB")
-
-
-def fab(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=tool_env(),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def deploy_flows(flows_dir: Path, *args: str) -> PlaybookRun:

@@ -18,7 +18,8 @@ from migration.config import DbSettings
 from migration.db import connection, query
 from migration.lab.config import GALERA_SERVICE_NAME, lab_ca_file
 from migration.remote import select_hosts
-from tests.helpers import BIN, REPO, run_playbook, tool_env
+from tests.helpers import REPO, run_playbook
+from tests.helpers import fab as run_fab
 from tests.integration.compare import diff_runtime
 from tests.lab import cassandra_client, galera_client
 from tests.lab.conftest import ProvisionedLab
@@ -29,8 +30,7 @@ QUOTES = 3000
 
 
 def fab(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "fab"), *args, "-i", INVENTORY], cwd=REPO, env=tool_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return run_fab(*args, "-i", INVENTORY, timeout=timeout)
 
 
 def _lab_var(group: str, name: str) -> Any:

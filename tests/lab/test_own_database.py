@@ -12,8 +12,8 @@ deleted rows must be deleted on the target (`deletes: propagate`, as `flow init`
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from migration.inventory import InventoryHost
-from tests.helpers import BIN, REPO, PlaybookRun, run_playbook, tool_env
+from tests.helpers import PlaybookRun, run_playbook
+from tests.helpers import fab as run_fab
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import node_sql
 
@@ -40,11 +41,7 @@ COLUMNS = {"order_line": ("order_id", "line_no", "sku", "qty", "updated_at"),
            "member": ("code", "name", "modified"), "tag_link": ("post_id", "tag", "note")}
 
 
-def fab(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=tool_env(),
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"fab {' '.join(args)}: {done.stderr[-4000:]}"
-    return done
+fab = functools.partial(run_fab, check=True)  # each fab here must succeed
 
 
 def deploy(flows_dir: Path) -> PlaybookRun:
