@@ -84,11 +84,14 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile), mypy
 	@$(BIN)/ansible-lint -q
 	@$(BIN)/mypy migration
 
-unit: venv ## Unit tests only (no lab, no servers)
-	@$(BIN)/pytest -q tests/unit
+unit: venv ## Unit tests only (no lab, no servers; on both cores)
+	@$(BIN)/pytest -q -n 2 tests/unit
 
+# The unit tests run on both cores (pytest-xdist: most of their time is ansible-playbook
+# processes); the servers of the integration tests and the lab are one per machine.
 test: deps lint ## Everything but molecule and the long trials: lint, unit, integration, lab
-	@$(BIN)/pytest -v --durations=15 -m "not molecule and not soak" tests
+	@$(BIN)/pytest -v -n 2 --durations=15 -m "not molecule and not soak" tests/unit
+	@$(BIN)/pytest -v --durations=25 -m "not molecule and not soak" tests/integration tests/lab
 
 molecule: deps ## The roles' molecule scenarios (create, converge, idempotence, verify, destroy)
 	@$(BIN)/pytest -v -p no:cacheprovider -m molecule tests/lab/test_molecule_scenarios.py
