@@ -7,6 +7,10 @@ directory, the sha256 of its manifest, when it was taken); ``furet backup restor
 manifest changed since (a backup taken again there) proves nothing about it. The cutover's
 preflight (:func:`gate`) then asks, for each kind it needs, the newest backup: younger than
 ``max_age_s`` and its restore test passed, else one line naming the backup.
+
+The ledger the gate reads is the target's, where ``--record`` wrote them; a cutover onto a
+new Galera cluster (runbook galera-next) reads the source's instead: the old cluster, whose
+ledger playbooks/backup.yml kept recording into (``ledger: legacy``).
 """
 
 from __future__ import annotations
@@ -74,20 +78,30 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def gate(config: FuretConfig, kinds: Sequence[str], max_age_s: float) -> list[dict[str, str]]:
-    """The newest backup of each kind in ``kinds``, each younger than ``max_age_s`` and
-    proven by a passed restore test; else FuretError naming each backup that is not."""
+LEDGERS = ("target", "legacy")
+
+
+def gate(config: FuretConfig, kinds: Sequence[str], max_age_s: float,
+         ledger_of: str = "target") -> list[dict[str, str]]:
+    """The newest backup of each kind in ``kinds`` in the ledger on ``ledger_of`` (the
+    target's, or the legacy's), each younger than ``max_age_s`` and proven by a passed
+    restore test; else FuretError naming each backup that is not."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise FuretError(f"preflight: unknown backup kind(s) {', '.join(unknown)} "
                          f"(known: {', '.join(KINDS)})")
-    with ledger.opened(config.target) as conn:
+    if ledger_of not in LEDGERS:
+        raise FuretError(f"preflight: backups_ledger {ledger_of!r} is not one of "
+                         f"{', '.join(LEDGERS)}")
+    server = config.legacy if ledger_of == "legacy" else config.target
+    with ledger.opened(server) as conn:
         latest = ledger.latest_backups(conn)
     problems, used = [], []
     for kind in kinds:
         row = latest.get(kind)
         if row is None:
-            problems.append(f"no {kind} backup recorded (playbooks/backup.yml)")
+            problems.append(f"no {kind} backup recorded in the ledger on {server.where} "
+                            "(playbooks/backup.yml)")
             continue
         name = f"{kind} backup {row.backup_id} ({row.host}:{row.path})"
         if row.age_s > max_age_s:

@@ -63,7 +63,8 @@ def preflight(config: FuretConfig, args: Mapping[str, Any]) -> Result:
     """The platform is ready: Galera Primary and Synced, the legacy master writable (the
     freeze has not happened), every flow's tables fit both schemas, and the newest backup
     of each kind in ``backups`` younger than ``max_backup_age_s`` with its restore test
-    passed (migration/backup/catalog.py)."""
+    passed, as the ledger on ``backups_ledger`` (target, or legacy: the galera-next
+    runbook's old cluster) recorded them (migration/backup/catalog.py)."""
     from migration.flows.check import check_flow
     from migration.legacy.freeze import read_only
 
@@ -83,7 +84,8 @@ def preflight(config: FuretConfig, args: Mapping[str, Any]) -> Result:
         from migration.backup.catalog import gate
 
         try:
-            backups = gate(config, kinds, float(args.get("max_backup_age_s", 86400)))
+            backups = gate(config, kinds, float(args.get("max_backup_age_s", 86400)),
+                           str(args.get("backups_ledger", "target")))
         except FuretError as exc:
             problems.append(str(exc).removeprefix("preflight: "))
     if problems:
@@ -238,20 +240,15 @@ def _flows_load(config: FuretConfig, args: Mapping[str, Any]) -> Result:
 
 
 def _freeze_check(config: FuretConfig, args: Mapping[str, Any]) -> Result:
-    from migration.legacy.freeze import read_only
+    from migration.legacy.freeze import can_freeze
 
-    with connection(config.legacy) as conn:
-        if read_only(conn):
-            raise FuretError(f"{config.legacy.where} is already read-only")
-        grants = " ".join(str(r[0]) for r in query(conn, "SHOW GRANTS FOR CURRENT_USER"))
-    if not any(p in grants for p in ("ALL PRIVILEGES ON *.*", "SUPER", "READ_ONLY ADMIN")):
-        raise FuretError(f"{config.legacy.where}: user {config.legacy.user} may not set "
-                         "read_only (needs READ_ONLY ADMIN or SUPER)")
+    nodes = can_freeze(config.legacy)
     binlog = _binlog(config)
     where = (f"binlog at {binlog['file']}:{binlog['position']}" if binlog
              else "no binary log")
-    return {"check": f"{config.legacy.where} writable, {where}; {config.legacy.user} may set "
-                     "read_only"}
+    servers = f" and its {len(nodes)} Galera nodes" if len(nodes) > 1 else ""
+    return {"check": f"{config.legacy.where}{servers} writable, {where}; "
+                     f"{config.legacy.user} may set read_only"}
 
 
 def _unfreeze_check(config: FuretConfig, args: Mapping[str, Any]) -> Result:

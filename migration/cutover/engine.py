@@ -70,15 +70,17 @@ class CutoverOptions:
     who: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
     # where the ETL host writes the verify reports (the inventory's etl_runner_reports_dir)
     reports_dir: str = "/var/lib/furet/reports"
-    # the preflight's backup gate: these kinds, each younger than this (seconds)
-    backups: tuple[str, ...] = ("legacy", "galera", "cassandra")
+    # the preflight's backup gate: these kinds (None: the runbook's preflight `backups`,
+    # else legacy, galera and cassandra), each younger than this (seconds)
+    backups: tuple[str, ...] | None = None
     max_backup_age_s: float = 86400.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"max_downtime_s": self.max_downtime_s, "flows": list(self.flows),
                 "verify_flows": list(self.verify_flows),
                 "reverse_flows": list(self.reverse_flows), "reports_dir": self.reports_dir,
-                "backups": list(self.backups), "max_backup_age_s": self.max_backup_age_s}
+                "backups": None if self.backups is None else list(self.backups),
+                "max_backup_age_s": self.max_backup_age_s}
 
 
 @dataclass
@@ -105,7 +107,8 @@ def step_args(step: Step, options: CutoverOptions) -> dict[str, Any]:
     if step.action in ("verify_gate", "reverse_verify"):
         args.setdefault("reports_dir", options.reports_dir)
     if step.action == "preflight":
-        args.setdefault("backups", list(options.backups))
+        if options.backups is not None:  # --backups: over the runbook's own
+            args["backups"] = list(options.backups)
         args.setdefault("max_backup_age_s", options.max_backup_age_s)
     return args
 
@@ -283,7 +286,8 @@ def _options_of(run: dict[str, Any], who: str) -> CutoverOptions:
                           tuple(saved.get("verify_flows", ())) or base.verify_flows,
                           tuple(saved.get("reverse_flows", ())) or base.reverse_flows,
                           who, str(saved.get("reports_dir") or base.reports_dir),
-                          tuple(saved.get("backups", base.backups)),
+                          None if saved.get("backups") is None
+                          else tuple(saved["backups"]),
                           float(saved.get("max_backup_age_s", base.max_backup_age_s)))
 
 

@@ -45,8 +45,9 @@ def options_from(max_downtime: str, flows: str | None, verify_flows: str | None,
                  reverse_flows: str | None, reports_dir: str, backups: str | None = None,
                  max_backup_age: str = "24h") -> engine.CutoverOptions:
     base = engine.CutoverOptions()
-    kinds = base.backups if backups is None else (
-        () if backups.strip() == "none" else _names(backups, base.backups))
+    # no --backups: the runbook's preflight says which (else legacy, galera, cassandra)
+    chosen = (backups or "").strip()
+    kinds = None if not chosen else () if chosen == "none" else _names(chosen, ())
     return engine.CutoverOptions(duration(max_downtime, "--max-downtime"),
                                  _names(flows, base.flows),
                                  _names(verify_flows, base.verify_flows),

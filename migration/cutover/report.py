@@ -5,7 +5,7 @@ like :mod:`migration.verify.report`) for a cutover run and the rollback run that
 Everything in it comes from the journal (furet.cutover_runs / furet.cutover_steps, read with
 :func:`migration.cutover.journal.show`) and, when given, the web app's acked-writes log
 (``furet legacy traffic --acked``); nothing is estimated or filled in. A section with
-nothing recorded says so (the backups: the runbook has no backup step yet).
+nothing recorded says so (the backups: a run whose preflight gated on none).
 
 - **Times** are the target's clock (epoch seconds; ISO UTC in the files).
 - **The write freeze, as the runbook saw it**: from the start of the ``downtime: start``
@@ -185,6 +185,17 @@ def _binlog(timeline: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _backups(timeline: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The backups each preflight that ended ok gated on (its result's ``backups``)."""
+    out = []
+    for t in timeline:
+        result = t["result"] or {}
+        if t["status"] == "ok" and isinstance(result.get("backups"), list):
+            out += [{"run_id": t["run_id"], "step_id": t["step_id"], **b}
+                    for b in result["backups"] if isinstance(b, dict)]
+    return out
+
+
 def _decisions(run: Mapping[str, Any],
                timeline: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rid, kind, who = run["run_id"], run["kind"], run["who"]
@@ -318,7 +329,7 @@ def build(run: Any, steps: Sequence[Any], rollback_run: Any = None,
             "timeline": timeline, "freezes": freezes,
             "application": None if acked is None else _application(acked, freezes),
             "rounds": _rounds(timeline), "verify": _verify(timeline),
-            "backups": [],  # the runbook has no backup step yet: nothing to report
+            "backups": _backups(timeline),
             "decisions": decisions, "operators": _operators([r for r, _ in runs], timeline),
             "binlog": _binlog(timeline)}
 
@@ -578,6 +589,24 @@ def _binlog_html(data: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+def _backups_html(data: Mapping[str, Any]) -> list[str]:
+    if not data["backups"]:
+        return ["<p class=muted>none recorded: no preflight of this run gated on a backup "
+                "(--backups none)</p>"]
+    parts = ["<table><tr><th>run</th><th class=l>step</th><th class=l>kind</th>"
+             "<th class=l>backup</th><th class=l>where</th><th>age</th>"
+             "<th class=l>restore test</th></tr>"]
+    for b in data["backups"]:
+        parts.append(f"<tr><td>{_e(b['run_id'])}</td><td class=l>{_e(b['step_id'])}</td>"
+                     f"<td class=l>{_e(b.get('kind', ''))}</td>"
+                     f"<td class=l><code>{_e(b.get('id', ''))}</code></td>"
+                     f"<td class=l>{_e(b.get('host', ''))}:{_e(b.get('path', ''))}</td>"
+                     f"<td>{_e(b.get('age', ''))}</td>"
+                     f"<td class=l>{_e(b.get('restore_test', ''))}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
 def render_html(data: Mapping[str, Any]) -> str:
     cutover, rollback = data["cutover"], data["rollback"]
     title = f"furet cutover run {cutover['run_id']}"
@@ -605,10 +634,7 @@ def render_html(data: Mapping[str, Any]) -> str:
               "<h2>Decisions</h2>", *_decisions_html(data),
               "<h2>Rounds</h2>", *_rounds_html(data),
               "<h2>Verify</h2>", *_verify_html(data),
-              # data["backups"] stays [] until the runbook has a backup step
-              "<h2>Backups used</h2>",
-              "<p class=muted>none recorded: the runbook has no backup step yet, so no "
-              "backup is known to this cutover</p>",
+              "<h2>Backups used</h2>", *_backups_html(data),
               "<h2>Binlog coordinates of the freeze (legacy master)</h2>", *_binlog_html(data),
               "</body></html>\n"]
     return "".join(parts)

@@ -107,6 +107,29 @@ def assert_frozen(conn: pymysql.connections.Connection, settings: DbSettings) ->
         raise FuretError(problem)
 
 
+def can_freeze(settings: DbSettings) -> list[DbSettings]:
+    """What a plan checks before the freeze, changing nothing: every server the freeze
+    would cover (each member of a Galera source) answers, is writable, and lets the user
+    set read_only; returns them, else FuretError naming the first that does not."""
+    try:
+        with connection(settings) as conn:
+            nodes = members(conn, settings)
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, settings) from None
+    for node in nodes:
+        try:
+            with connection(node) as conn:
+                if read_only(conn):
+                    raise FuretError(f"{node.where} is already read-only")
+                grants = " ".join(str(r[0]) for r in query(conn, "SHOW GRANTS FOR CURRENT_USER"))
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, node) from None
+        if not any(p in grants for p in ("ALL PRIVILEGES ON *.*", "SUPER", "READ_ONLY ADMIN")):
+            raise FuretError(f"{node.where}: user {node.user} may not set read_only (needs "
+                             "READ_ONLY ADMIN or SUPER)")
+    return nodes
+
+
 def _on_each(nodes: list[DbSettings], sql: str) -> None:
     """``sql`` on every node, even after one failed (an unfreeze must not leave the nodes
     after an unreachable one read-only); the failures in one line."""

@@ -63,7 +63,8 @@ def _preflight(config: FuretConfig, max_age_s: float = 3600) -> dict:
 def test_the_preflight_wants_a_recent_backup_whose_restore_test_passed(
         master: Server, fresh: dict, tmp_path: Path) -> None:
     env, config = _env(master, fresh["target"]), _config(master, fresh)
-    with pytest.raises(FuretError, match=r"no legacy backup recorded \(playbooks/backup.yml\)"):
+    with pytest.raises(FuretError, match=r"no legacy backup recorded in the ledger on "
+                                         r"target .*\(playbooks/backup.yml\)"):
         _preflight(config)
 
     backup = tmp_path / "b1"
@@ -114,3 +115,25 @@ def test_a_restore_test_is_recorded_only_against_the_manifest_it_read(
     assert run.returncode == 2
     assert "not recorded in the ledger with this manifest" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_new_cluster_cutover_gates_on_the_backups_in_the_old_clusters_ledger(
+        master: Server, fresh: dict, tmp_path: Path) -> None:
+    """Runbook galera-next: the source is the old cluster, whose ledger playbooks/backup.yml
+    kept recording into (it was the target); the gate reads them there, the new target's
+    ledger has none, and a ledger that is neither is one line naming the argument."""
+    old = tmp_path / "old"
+    recorded_as_target = _env(master, master)  # the master was the platform's target then
+    assert furet(recorded_as_target, "backup", "legacy", "--to", str(old),
+                 "--record").returncode == 0
+    assert furet(recorded_as_target, "backup", "restore-test", str(old), "--workdir",
+                 str(tmp_path), "--record").returncode == 0
+    config = _config(master, fresh)
+    args = {"flows": ["runtime"], "backups": ["legacy"], "max_backup_age_s": 3600,
+            "backups_ledger": "legacy"}
+    assert preflight(config, args)["backups"][0]["id"] == "old"
+    target = re.escape(config.target.where)
+    with pytest.raises(FuretError, match=rf"no legacy backup recorded in the ledger on {target}"):
+        preflight(config, {**args, "backups_ledger": "target"})
+    with pytest.raises(FuretError, match="backups_ledger 'source' is not one of target, legacy"):
+        preflight(config, {**args, "backups_ledger": "source"})

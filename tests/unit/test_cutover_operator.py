@@ -7,7 +7,7 @@ import pytest
 from migration.cutover import engine
 from migration.cutover.operator import options_from
 from migration.cutover.platform import _last_line, last_json
-from migration.cutover.runbook import Step, load_runbook
+from migration.cutover.runbook import Step, load_runbook, runbook_path
 from migration.errors import FuretError
 
 
@@ -27,7 +27,7 @@ def test_options_parse_flows_and_refuse_a_bad_downtime() -> None:
 def test_the_backup_gate_options() -> None:
     default = options_from("2m", None, None, None, "/r")
     assert default.max_downtime_s == 120.0
-    assert default.backups == ("legacy", "galera", "cassandra")
+    assert default.backups is None   # the runbook's preflight says which
     assert default.max_backup_age_s == 86400.0
     chosen = options_from("60", None, None, None, "/r", "legacy", "90m")
     assert chosen.backups == ("legacy",) and chosen.max_backup_age_s == 5400.0
@@ -39,6 +39,22 @@ def test_the_backup_gate_options() -> None:
     assert args["backups"] == ["legacy"] and args["max_backup_age_s"] == 5400.0
     saved = engine._options_of({"options": __import__("json").dumps(chosen.as_dict())}, "o@x")
     assert saved.backups == ("legacy",) and saved.max_backup_age_s == 5400.0
+    unsaid = engine._options_of({"options": __import__("json").dumps(default.as_dict())}, "o@x")
+    assert unsaid.backups is None
+    # without --backups the shipped runbook's preflight gets no list: the gate's default
+    assert "backups" not in engine.step_args(Step("preflight", "preflight"), default)
+
+
+def test_the_galera_next_runbook_gates_on_the_old_clusters_ledger() -> None:
+    runbook = load_runbook(None, runbook_path("galera-next"))
+    preflight = next(s for s in runbook.steps if s.action == "preflight")
+    args = engine.step_args(preflight, options_from("2m", None, None, None, "/r"))
+    assert args["backups"] == ["galera", "cassandra"] and args["backups_ledger"] == "legacy"
+    # --backups still chooses, over the runbook's list; none turns the gate off
+    chosen = engine.step_args(preflight, options_from("2m", None, None, None, "/r", "galera"))
+    assert chosen["backups"] == ["galera"] and chosen["backups_ledger"] == "legacy"
+    assert engine.step_args(preflight, options_from("2m", None, None, None, "/r", "none")
+                            )["backups"] == []
 
 
 def test_the_remote_result_is_the_json_that_ends_the_output() -> None:

@@ -46,9 +46,15 @@ def _run(run_id: int, kind: str, start: float, end: float | None, status: str = 
             "finished_at": None if end is None else T0 + end, "now": T0 + 500}
 
 
+BACKUP = {"kind": "galera", "id": "20261130T101500Z", "host": "backup1",
+          "path": "/srv/furet-backups/20261130T101500Z/galera", "age": "2.5 h",
+          "restore_test": "passed"}
+
+
 def _cutover_steps() -> list[dict[str, Any]]:
     return [
-        _step(1, "preflight", 0.0, 1.0, {"flows": ["runtime", "rt_bo"], "legacy": "writable"}),
+        _step(1, "preflight", 0.0, 1.0, {"flows": ["runtime", "rt_bo"], "legacy": "writable",
+                                         "backups": [BACKUP]}),
         _step(2, "catch-up", 1.0, 9.0, {"rounds": 2, "estimate_final_s": 0.5, "last": {
             "runtime": _round("runtime", 4), "rt_bo": _round("rt_bo", 3, quarantined=2)}}),
         # killed after the freeze, resumed: the freeze ran twice
@@ -174,7 +180,8 @@ def test_rounds_per_flow_verify_results_binlog_and_backups() -> None:
     assert data["binlog"] == [{"run_id": 1, "step_id": "freeze", "file": "mysql-bin.000042",
                                "position": 123456, "waited_s": 0.1,
                                "frozen_at": data["binlog"][0]["frozen_at"]}]
-    assert data["backups"] == []   # no backup step yet: nothing invented
+    # the backups the preflight gated on, as its result recorded them
+    assert data["backups"] == [{"run_id": 1, "step_id": "preflight", **BACKUP}]
 
 
 def _writes(stamps: list[float], server: str) -> list[Write]:
@@ -220,13 +227,17 @@ def test_the_html_escapes_details_and_is_self_contained() -> None:
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     for step in steps[:5]:
         assert step["step_id"] in page
-    assert "none recorded" in page            # the backups section, labelled
+    assert "20261130T101500Z" in page and "backup1:/srv/furet-backups" in page  # gated on
     assert "mysql-bin.000042" in page and "123456" in page
     assert "no acked-writes log" in page
     # a legacy master without a binary log: the freeze recorded no coordinates, said so
     steps[2] = _step(3, "freeze", 10.0, 10.5, {"waited_s": 0.1, "binlog": {}})
     page = render_html(build(_run(5, "cutover", 0.0, 13.0), steps[:3]))
     assert "binary log is off" in page and "mysql-bin" not in page
+    # a preflight run with --backups none: no backup known to the run, said so
+    ungated = _step(1, "preflight", 0.0, 1.0, {"flows": ["runtime"], "backups": []})
+    page = render_html(build(_run(5, "cutover", 0.0, 13.0), [ungated]))
+    assert "none recorded: no preflight" in page and "20261130T101500Z" not in page
 
 
 def test_write_makes_both_files_0640(tmp_path: Path) -> None:
