@@ -20,7 +20,7 @@ runs 11.8, is Synced and has clean system tables.
 
 from __future__ import annotations
 
-import subprocess
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +30,8 @@ import yaml
 
 from migration.inventory import InventoryHost
 from migration.lab.config import load_lab_config
-from tests.helpers import BIN, REPO, furet, run_playbook, tool_env, wait_for
+from tests.helpers import fab as run_fab
+from tests.helpers import furet, run_playbook, wait_for
 from tests.lab.conftest import ProvisionedLab
 from tests.lab.galera_client import ContinuousWriter, node_shell, node_sql, wsrep_status
 
@@ -52,11 +53,7 @@ TABLE = ("(k CHAR(32) NOT NULL PRIMARY KEY, note VARCHAR(40) NOT NULL, "
          "ON UPDATE CURRENT_TIMESTAMP(6), KEY (updated_at))")
 
 
-def fab(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(BIN / "fab"), *args], cwd=REPO, env=tool_env(),
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"fab {' '.join(args)}: {(done.stdout + done.stderr)[-6000:]}"
-    return done
+fab = functools.partial(run_fab, check=True)  # each fab here must succeed
 
 
 def converge(playbook: str, *args: str) -> None:
@@ -69,11 +66,13 @@ def converge(playbook: str, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def clusters(platform_ready: ProvisionedLab, tmp_path_factory: pytest.TempPathFactory
+def clusters(backups_ready: ProvisionedLab, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[dict[str, InventoryHost]]:
-    """Both clusters provisioned, etl1 migrating the old one into the new one, shop's table
-    seeded on the old one and absent from the new one; afterwards etl1 back on the legacy
-    master, the old cluster writable, the endpoint on the legacy master."""
+    """Both clusters provisioned, the old one's and Cassandra's backups restore-tested
+    (backup.yml, restore_test.yml: recorded in the old cluster's ledger, where the
+    galera-next runbook's backup gate reads them), etl1 migrating the old one into the new
+    one, shop's table seeded on the old one and absent from the new one; afterwards etl1
+    back on the legacy master, the old cluster writable, the endpoint on the legacy master."""
     up = furet("lab", "up", "--with", "next", timeout=1800)
     assert up.returncode == 0, up.stderr[-3000:]
     converge("site.yml")
@@ -131,10 +130,15 @@ def test_a_new_11_8_cluster_filled_by_rounds_and_switched_to_loses_no_write(
                               insert=INSERT).start()
     try:
         wait_for(lambda: len(writer.acked) > 200, "writes through the endpoint", 120)
+        flows_args = ("--flows", FLOW, "--verify-flows", FLOW, "--reverse-flows", FLOW)
+        plan = fab("cutover", "plan", "--runbook", "galera-next", *flows_args).stderr
+        # the freeze's check reaches each node of the old cluster; the backup gate reads
+        # the old cluster's ledger: the runbook's galera and cassandra backups, restore-tested
+        assert "and its 3 Galera nodes writable" in plan, plan
+        assert '"kind": "galera"' in plan and '"kind": "cassandra"' in plan, plan
+        assert '"kind": "legacy"' not in plan, plan
         started = time.monotonic()
-        run = fab("cutover", "run", "--runbook", "galera-next", "--flows", FLOW,
-                  "--verify-flows", FLOW, "--reverse-flows", FLOW, "--backups", "none",
-                  timeout=3600)
+        run = fab("cutover", "run", "--runbook", "galera-next", *flows_args, timeout=3600)
         cutover_s = time.monotonic() - started
         assert node_shell(app1, "cat /etc/haproxy/furet/app_endpoint.map") == (
             "active app_galera_next")
