@@ -34,6 +34,15 @@ def members(conn: pymysql.connections.Connection, settings: DbSettings) -> list[
     return member_settings(str(rows[0][1]) if rows else "", settings)
 
 
+def _members_of(settings: DbSettings) -> list[DbSettings]:
+    """:func:`members`, on a connection of its own; a server error names the server."""
+    try:
+        with connection(settings) as conn:
+            return members(conn, settings)
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, settings) from None
+
+
 def member_settings(incoming: str, settings: DbSettings) -> list[DbSettings]:
     """``settings`` for each ``host:port`` of ``wsrep_incoming_addresses`` (``settings``
     alone when empty: not Galera); an ``AUTO`` or portless entry cannot be reached and is
@@ -111,11 +120,7 @@ def can_freeze(settings: DbSettings) -> list[DbSettings]:
     """What a plan checks before the freeze, changing nothing: every server the freeze
     would cover (each member of a Galera source) answers, is writable, and lets the user
     set read_only; returns them, else FuretError naming the first that does not."""
-    try:
-        with connection(settings) as conn:
-            nodes = members(conn, settings)
-    except pymysql.MySQLError as exc:
-        raise db_error(exc, settings) from None
+    nodes = _members_of(settings)
     for node in nodes:
         try:
             with connection(node) as conn:
@@ -166,11 +171,7 @@ def freeze(settings: DbSettings, timeout_s: float = 60.0) -> float:
                              f"{timeout_s:.0f}s; unfreeze or wait")
         time.sleep(0.1)
 
-    try:
-        with connection(settings) as conn:
-            nodes = members(conn, settings)
-    except pymysql.MySQLError as exc:
-        raise db_error(exc, settings) from None
+    nodes = _members_of(settings)
     _on_each(nodes, "SET GLOBAL read_only = ON")
     for node in nodes:
         try:
@@ -187,9 +188,5 @@ def freeze(settings: DbSettings, timeout_s: float = 60.0) -> float:
 
 def unfreeze(settings: DbSettings) -> None:
     """read_only OFF (on each node of a Galera source)."""
-    try:
-        with connection(settings) as conn:
-            nodes = members(conn, settings)
-    except pymysql.MySQLError as exc:
-        raise db_error(exc, settings) from None
+    nodes = _members_of(settings)
     _on_each(nodes, "SET GLOBAL read_only = OFF")
