@@ -4,6 +4,7 @@ and furet run on etl1 over SSH exactly as `fab` runs it."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -59,23 +60,35 @@ class RemoteRun:
     args: list[str]
     stdout: str
     seconds: float
+    peak_rss_mib: float
 
     def json(self) -> Any:
         return json.loads(self.stdout)
 
 
+# furet's peak resident memory, as the kernel counts it for a child that has exited
+# (getrusage RUSAGE_CHILDREN, ru_maxrss in KiB on Linux): the python3 of etl1 runs furet
+# and prints it after furet's own output, on a line of its own.
+_RSS_MARK = "furet-bench-peak-rss-kib "
+_PEAK_RSS = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+             "print('\\n" + _RSS_MARK + "%d' % resource.getrusage(resource.RUSAGE_CHILDREN)"
+             ".ru_maxrss, flush=True); sys.exit(rc)")
+
+
 def furet_on_etl1(*args: str, ok_exits: tuple[int, ...] = (0,)) -> RemoteRun:
     """``furet ARGS`` on etl1 with its /etc/furet/furet.yml; stderr (progress lines) streams
-    here live, stdout is returned. Fails loudly with the remote error."""
+    here live, stdout is returned, with furet's peak RSS. Fails loudly with the remote
+    error."""
     started = time.monotonic()
+    command = f"python3 -c {shlex.quote(_PEAK_RSS)} {furet_command(list(args))}"
     with connection_for(host("etl1")) as conn:
-        result = conn.run(furet_command(list(args)), hide="out", warn=True, pty=False,
-                          err_stream=sys.stderr)
+        result = conn.run(command, hide="out", warn=True, pty=False, err_stream=sys.stderr)
     seconds = time.monotonic() - started
-    if result.exited not in ok_exits:
+    stdout, _, rss = result.stdout.rpartition(_RSS_MARK)
+    if result.exited not in ok_exits or not rss.strip().isdigit():
         raise SystemExit(f"bench: furet {' '.join(args)} on etl1 failed "
                          f"(exit {result.exited}):\n{result.stdout[-2000:]}")
-    return RemoteRun(list(args), result.stdout, seconds)
+    return RemoteRun(list(args), stdout, seconds, round(int(rss) / 1024, 1))
 
 
 def put_text(name: str, path: str, text: str) -> None:

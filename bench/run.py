@@ -12,8 +12,9 @@
    composite key (order_id, line_no) and a DATETIME(0) version; its flow generated on etl1
    by ``furet flow init``, its target table by ``furet target schema --apply``; round 1,
    then a round after 1 % of the rows were updated;
-5. one table with rows, seconds, rows/s and furet's ratio to each baseline, also written
-   to reports/bench.json.
+5. one table with rows, seconds, rows/s, furet's ratio to each baseline and furet's peak
+   RSS (the furet process on etl1, measured by the kernel), also written to
+   reports/bench.json.
 
 Everything runs in the same invocation on the same lab, one after the other.
 """
@@ -44,6 +45,7 @@ class Measure:
     rows: int
     seconds: float
     detail: str = ""
+    peak_rss_mib: float | None = None   # furet's (a baseline's is not measured)
 
     @property
     def rate(self) -> float:
@@ -84,7 +86,7 @@ def furet_round(flow: str, target: str) -> Measure:
     rows = int(summary["rows_read"])
     return Measure(target, f"furet round 1 ({flow})", rows, run.seconds,
                    f"{summary['rows_written']:,} written, {summary['rows_quarantined']:,} "
-                   f"quarantined; engine {float(summary['seconds']):.1f} s")
+                   f"quarantined; engine {float(summary['seconds']):.1f} s", run.peak_rss_mib)
 
 
 def baseline(target: str, run: Callable[[], baselines.BaselineResult],
@@ -108,7 +110,7 @@ def furet_verify(flow: str, target: str) -> Measure:
     quarantined = sum(int(t["quarantined"]) for t in report["tables"])
     return Measure(target, f"furet verify ({flow})", rows, run.seconds,
                    f"{len(report['tables'])} tables, {differing:,} differing, "
-                   f"{quarantined:,} quarantined rows")
+                   f"{quarantined:,} quarantined rows", run.peak_rss_mib)
 
 
 BENCH_LINE = """CREATE TABLE shop.bench_line (
@@ -150,7 +152,7 @@ def composite_rounds(lines: int) -> list[Measure]:
     second = Measure("composite key", "furet round 2 (1 % updated)",
                      int(summary["rows_written"]), run.seconds,
                      f"{summary['rows_read']:,} read in the window, {changed:,} updated; "
-                     f"engine {float(summary['seconds']):.1f} s")
+                     f"engine {float(summary['seconds']):.1f} s", run.peak_rss_mib)
     return [first, second]
 
 
@@ -189,6 +191,7 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
     if not skip_galera:
         measures.extend(composite_rounds(lines))
     table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline",
+                  "peak RSS MiB",
                   title=f"make bench: {quotes:,} quotes on the lab")
     report: dict = {"quotes": quotes, "legacy_rows": counts, "measures": [], "ratios": {}}
     for m in measures:
@@ -198,7 +201,7 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
         if ratio:
             report["ratios"][f"{m.target}: furet vs {m.tool}"] = round(furet.rate / m.rate, 3)
         table.add_row(m.target, m.tool, f"{m.rows:,}", f"{m.seconds:.1f}", f"{m.rate:,.0f}",
-                      ratio)
+                      ratio, "" if m.peak_rss_mib is None else f"{m.peak_rss_mib:,.0f}")
         report["measures"].append({**asdict(m), "rows_per_second": round(m.rate)})
     console.print(table)
     for m in measures:

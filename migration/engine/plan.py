@@ -62,6 +62,28 @@ def ts_window(watermark: int, now_ms: int, overlap_ms: int, safety_lag_ms: int,
     return Window(watermark - overlap_ms, hi)
 
 
+# An integer key whose span holds more than this many times the chunks its rows need is
+# sparse (ids from a sequence with big steps, snowflake or hashed ids): cut by arithmetic
+# it would make one chunk per ``chunk_rows`` of span, most of them empty (for 64-bit ids,
+# more chunks than memory holds), so it is cut by keyset seeks like any other key.
+SPARSE_SPAN_FACTOR = 4
+# Below this many arithmetic chunks the span is cut by arithmetic whatever the row count
+# says (an estimate, 0 for a table whose statistics are not collected yet).
+SMALL_SPAN_CHUNKS = 16
+
+
+def integer_key_is_dense(min_key: int | None, max_key: int | None, rows_estimate: int,
+                         chunk_rows: int) -> bool:
+    """Whether ``integer_key_chunks`` suits the key: its chunks by span are few, or not
+    many more than its rows need (``rows_estimate``: the server's estimate)."""
+    if min_key is None or max_key is None:
+        return True
+    width = max(1, chunk_rows)
+    by_span = -(-(max_key - min_key + 1) // width)
+    by_rows = -(-max(0, rows_estimate) // width)
+    return by_span <= max(SMALL_SPAN_CHUNKS, SPARSE_SPAN_FACTOR * by_rows)
+
+
 def integer_key_chunks(key_column: str, min_key: int | None, max_key: int | None,
                        chunk_rows: int) -> list[ChunkSpec]:
     """Consecutive key ranges ``(lo, hi]`` of ``chunk_rows`` keys covering [min, max]

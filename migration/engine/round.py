@@ -404,16 +404,26 @@ def _describe(codec: VersionCodec | None) -> str:
     return "none" if codec is None else codec.describe()
 
 
+def _rows_estimate(conn: pymysql.connections.Connection, database: str, table: str) -> int:
+    """The server's estimate of a table's rows (InnoDB's statistics: no scan; 0 before
+    they are collected)."""
+    return int(query(conn, "SELECT COALESCE(MAX(table_rows), 0) FROM information_schema.tables "
+                           "WHERE table_schema = %s AND table_name = %s", (database, table))[0][0])
+
+
 def _key_chunks(source: pymysql.connections.Connection, flow: Flow, tf: TableFlow,
                 schema: TableSchema, chunk_rows: int) -> list[plan.ChunkSpec]:
-    """Round 1's key ranges: arithmetic on MIN/MAX for one integer column, else bounds read
-    by keyset nibbles (``chunk_rows`` rows apart), never every key of the table."""
+    """Round 1's key ranges: arithmetic on MIN/MAX for one dense integer column, else
+    bounds read by keyset nibbles (``chunk_rows`` rows apart; a sparse integer key too:
+    :func:`plan.integer_key_is_dense`), never every key of the table."""
     text = plan.key_column_text(tf.keys)
     table = f"{quote(flow.source_database)}.{quote(tf.source)}"
     if len(tf.keys) == 1 and schema.columns[tf.keys[0]].data_type in INTEGER_TYPES:
         column = quote(tf.keys[0])
         lo_key, hi_key = query(source, f"SELECT MIN({column}), MAX({column}) FROM {table}")[0]
-        return plan.integer_key_chunks(text, lo_key, hi_key, chunk_rows)
+        estimate = _rows_estimate(source, flow.source_database, tf.source)
+        if plan.integer_key_is_dense(lo_key, hi_key, estimate, chunk_rows):
+            return plan.integer_key_chunks(text, lo_key, hi_key, chunk_rows)
     bounds: list[Key] = []
     lo: Key | None = None
     while True:
@@ -666,9 +676,7 @@ def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
     for tf in flow.tables:
         total = None
         if round_row.kind == "full":
-            total = int(query(source, "SELECT COALESCE(MAX(table_rows), 0) FROM "
-                              "information_schema.tables WHERE table_schema = %s AND "
-                              "table_name = %s", (flow.source_database, tf.source))[0][0])
+            total = _rows_estimate(source, flow.source_database, tf.source)
         sink.table(tf.source, total)
     target_schemas = {} if to_cassandra else {
         tm.table: read_schema(data, data_settings, flow.target_database, tm.table)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from migration.engine.keys import Key
+from migration.engine.plan import integer_key_is_dense
 from migration.verify.chunks import BoundaryRanges, ChunkSizer, IntegerRanges, Range, chunk_units
 from migration.verify.report import ChunkReport, shown_key
 from migration.verify.window import Sampler, TimeWindow
@@ -130,10 +131,14 @@ class ChunkPlanner:
             return IntegerRanges("version", window.since, start, stop, window.until), sizer, True
         if numeric_key:
             lo, hi = span.bounds("key")
-            start = int(lo) - 1 if lo is not None else 0
-            stop = int(hi) if hi is not None else 0
-            sizer = ChunkSizer(initial, self.chunk_time)
-            return IntegerRanges("key", None, start, stop, None), sizer, True
+            # a sparse key (snowflake ids...) is cut by rows like any other key: ranges of
+            # its span would be almost all empty, and too many to finish
+            if lo is None or hi is None or integer_key_is_dense(
+                    int(lo), int(hi), span.count(), ChunkSizer(initial).maximum):
+                start = int(lo) - 1 if lo is not None else 0
+                stop = int(hi) if hi is not None else 0
+                sizer = ChunkSizer(initial, self.chunk_time)
+                return IntegerRanges("key", None, start, stop, None), sizer, True
         sizer = ChunkSizer(initial, self.chunk_time, maximum=1_000_000)
         return BoundaryRanges(span.next_boundary), sizer, False
 

@@ -7,6 +7,7 @@ from migration.engine.plan import (
     Window,
     boundary_key_chunks,
     integer_key_chunks,
+    integer_key_is_dense,
     ts_window,
     window_chunks,
 )
@@ -43,6 +44,19 @@ def test_integer_chunks_cover_the_key_range_exactly() -> None:
                                                       ((2000,), (2500,))]
     assert [c.chunk_no for c in chunks] == [0, 1, 2]
     assert integer_key_chunks("id", None, None, 10) == []
+
+
+def test_a_sparse_integer_key_is_not_cut_by_its_span() -> None:
+    # 1,000 rows over ids 1..1,000,000 (every 1,000th): 1,000 chunks by span for 1 by rows
+    assert not integer_key_is_dense(1, 1_000_000, 1_000, 1_000)
+    # snowflake-like 64-bit ids: the span alone would make about 9e15 chunks
+    assert not integer_key_is_dense(1, 2**63 - 1, 5_000_000, 20_000)
+    # dense keys (an AUTO_INCREMENT with a few gaps) keep the arithmetic
+    assert integer_key_is_dense(1, 1_300_000, 1_000_000, 20_000)
+    # a small span whatever the estimate says (0 before statistics are collected)
+    assert integer_key_is_dense(1, 100_000, 0, 20_000)
+    assert not integer_key_is_dense(1, 1_000_000, 0, 20_000)
+    assert integer_key_is_dense(None, None, 0, 20_000)
 
 
 def test_boundary_chunks_are_open_at_both_ends() -> None:
