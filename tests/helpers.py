@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -56,6 +59,24 @@ def run_playbook(playbook: str, *args: str, inventory: str | Path | None = None,
         for m in _RECAP.finditer(output)
     }
     return PlaybookRun(result.returncode, output, recap)
+
+
+def bad_setting_then_fixed(playbook: str, setting: str, check: Callable[[PlaybookRun], T]
+                           ) -> tuple[T, PlaybookRun, float]:
+    """``playbook -e SETTING`` (a setting no node can start with), its run handed to
+    ``check`` (the test's assertions on the failure), then ``playbook`` without it: what
+    ``check`` returned, the fixed run and its seconds. When ``check`` fails, the playbook
+    still runs without the setting, so that the next tests find the cluster as before; the
+    failed check is the test's result, so that run's own outcome is not asserted."""
+    broken = run_playbook(playbook, "-e", setting)
+    try:
+        checked = check(broken)
+    except BaseException:
+        run_playbook(playbook)
+        raise
+    started = time.monotonic()
+    fixed = run_playbook(playbook)
+    return checked, fixed, time.monotonic() - started
 
 
 def furet(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:

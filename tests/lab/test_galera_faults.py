@@ -15,6 +15,8 @@ systemd, and may come back half-way (joining a cluster that is gone, non-Primary
 3. A rolling restart under a continuous write load through HAProxy loses no acknowledged
    write; and when a node cannot start, the play stops naming it, HAProxy's state is what
    the message says, and the cluster keeps taking writes.
+4. A configuration change (galera.yml) restarts the nodes it concerns the same way, and a
+   setting no node can start with stops at the first node (`make soak` only).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pytest
 
 from migration.inventory import InventoryHost
 from migration.lab.podman import Podman
-from tests.helpers import REPO, run_playbook, wait_for
+from tests.helpers import REPO, PlaybookRun, bad_setting_then_fixed, run_playbook, wait_for
 from tests.lab.conftest import HAPROXY_SOCKET, ProvisionedLab
 from tests.lab.galera_client import (
     ContinuousWriter,
@@ -393,3 +395,57 @@ def test_an_rsync_state_transfer_under_tls_goes_through_stunnel(
     assert back.returncode == 0, back.output[-6000:]
     assert node_sql(joiner, "SELECT @@wsrep_sst_method") == "mariabackup"
 
+
+
+@pytest.mark.soak
+def test_a_configuration_no_node_can_start_with_stops_at_the_first_node(
+        nodes: dict[str, InventoryHost], figures) -> None:
+    """galera.yml with a setting mariadbd refuses, under a write load through HAProxy:
+    every node's file changes, the first node restarted does not come back, and the play
+    stops naming it; the others are not restarted and keep taking writes. galera.yml
+    without the setting then brings that node back (it joins) and restarts the two others
+    one at a time, losing no acknowledged write. (A handler with throttle 1 went on with
+    the next node after one failed and took the three down.)"""
+    etl = nodes["etl1"]
+    galera = [nodes[n] for n in GALERA]
+    pids = {n: _pid(nodes[n]) for n in GALERA}
+    later = GALERA[1:]
+
+    def stopped_at_the_first_node(broken: PlaybookRun) -> str:
+        acked_at_failure = len(writer.acked)
+        time.sleep(5)
+        assert broken.returncode != 0, "a configuration no node can start with went through"
+        message = re.search(r"(galera\d) is not back in service: (.*)", broken.output)
+        assert message, broken.output[-6000:]
+        first, text = message.groups()
+        assert first == GALERA[0], "the restarts go in group order"
+        assert "furet-test-no-such-option" in text, text
+        assert "stopped so that systemd does not restart it" in text, text
+        # is-active exits 3 for a stopped unit: the state is the answer, not an error
+        assert node_shell(nodes[first], "systemctl is-active mariadb || true") in (
+            "inactive", "failed")
+        assert {n: _pid(nodes[n]) for n in later} == {n: pids[n] for n in later}, (
+            "a node after the first was restarted")
+        assert len(writer.acked) > acked_at_failure, "the cluster stopped taking writes"
+        return first
+
+    writer = ContinuousWriter(etl.address).start()
+    try:
+        time.sleep(3)
+        first, fixed, fixed_s = bad_setting_then_fixed(
+            "galera.yml", '{"galera_extra_settings": {"furet-test-no-such-option": 1}}',
+            stopped_at_the_first_node)
+        time.sleep(3)
+    finally:
+        writer.stop()
+    assert fixed.returncode == 0, fixed.output[-6000:]
+    restarted = re.findall(
+        r"TASK \[mariadb_galera : Rolling \| Restart mariadb and wait until Synced on (\w+)\]",
+        fixed.output)
+    assert restarted == list(later), "the two others, one at a time; the first one joined"
+    assert all(_pid(nodes[n]) != pids[n] for n in later), "a marked node kept its process"
+    _assert_synced_with_every_row(galera, writer.acked, "after the fixed configuration")
+    wait_for(lambda: _haproxy_status(etl, first).startswith("UP"), f"{first} UP in HAProxy")
+    figures(down=first, acknowledged=len(writer.acked), failed_attempts=writer.failed_attempts,
+            longest_pause_seconds=round(writer.longest_pause_s, 2),
+            fixed_run_seconds=round(fixed_s, 1))
