@@ -15,7 +15,7 @@ column types.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from migration.engine.keys import Key
@@ -72,16 +72,19 @@ SPARSE_SPAN_FACTOR = 4
 SMALL_SPAN_CHUNKS = 16
 
 
-def integer_key_is_dense(min_key: int | None, max_key: int | None, rows_estimate: int,
-                         chunk_rows: int) -> bool:
+def integer_key_is_dense(min_key: int | None, max_key: int | None,
+                         rows: int | Callable[[], int], chunk_rows: int) -> bool:
     """Whether ``integer_key_chunks`` suits the key: its chunks by span are few, or not
-    many more than its rows need (``rows_estimate``: the server's estimate)."""
+    many more than its ``rows`` need (a count, or a function asked only when the span is
+    not small: a COUNT(*) is a scan)."""
     if min_key is None or max_key is None:
         return True
     width = max(1, chunk_rows)
     by_span = -(-(max_key - min_key + 1) // width)
-    by_rows = -(-max(0, rows_estimate) // width)
-    return by_span <= max(SMALL_SPAN_CHUNKS, SPARSE_SPAN_FACTOR * by_rows)
+    if by_span <= SMALL_SPAN_CHUNKS:
+        return True
+    by_rows = -(-max(0, rows() if callable(rows) else rows) // width)
+    return by_span <= SPARSE_SPAN_FACTOR * by_rows
 
 
 def integer_key_chunks(key_column: str, min_key: int | None, max_key: int | None,

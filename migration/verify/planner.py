@@ -134,7 +134,7 @@ class ChunkPlanner:
             # a sparse key (snowflake ids...) is cut by rows like any other key: ranges of
             # its span would be almost all empty, and too many to finish
             if lo is None or hi is None or integer_key_is_dense(
-                    int(lo), int(hi), span.count(), ChunkSizer(initial).maximum):
+                    int(lo), int(hi), span.count, ChunkSizer(initial).maximum):
                 start = int(lo) - 1 if lo is not None else 0
                 stop = int(hi) if hi is not None else 0
                 sizer = ChunkSizer(initial, self.chunk_time)

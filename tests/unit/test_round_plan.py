@@ -57,6 +57,11 @@ def test_a_sparse_integer_key_is_not_cut_by_its_span() -> None:
     assert integer_key_is_dense(1, 100_000, 0, 20_000)
     assert not integer_key_is_dense(1, 1_000_000, 0, 20_000)
     assert integer_key_is_dense(None, None, 0, 20_000)
+    # the rows are counted only for a span that is not small
+    def count() -> int:
+        raise AssertionError("counted a small span")
+    assert integer_key_is_dense(1, 100_000, count, 20_000)
+    assert not integer_key_is_dense(1, 2**40, lambda: 3_000, 20_000)
 
 
 def test_boundary_chunks_are_open_at_both_ends() -> None:
