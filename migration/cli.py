@@ -225,6 +225,9 @@ def _print_round(summary: RoundSummary) -> None:
     _say(f"round {summary.round_no} of {summary.flow}: {summary.status} in "
          f"{summary.seconds or 0.0:.1f}s, {summary.rows_written:,} rows written ({rate}), "
          f"{summary.rows_quarantined} quarantined")
+    for name, how in sorted(summary.writes.items()):
+        if how.startswith("upsert: "):  # round 1 could not use its plain INSERT
+            _say(f"table {name}: written by {how}")
 
 
 @cli.group("cutover")

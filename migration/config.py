@@ -11,7 +11,8 @@ Order (a later source overrides an earlier one, key by key):
        cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...,
                    write_consistency: LOCAL_QUORUM, ssl_ca: /etc/furet/tls/ca.crt}
        rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 2000, batch_bytes: 2000000,
-                   overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0}
+                   overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0,
+                   defer_indexes: true}
        traffic:   {user: webapp, password: ...}   # lab only: `furet legacy traffic`
        flows:     {dir: /etc/furet/flows}         # deployed flows (migration/flows/locate.py)
 
@@ -94,6 +95,9 @@ class RoundSettings:
     overlap_ms: int = 60_000         # re-read this much before the watermark
     safety_lag_ms: int = 5_000       # do not read the last moments (in-flight commits)
     max_rows_per_second: int = 0     # per worker; 0 = unthrottled
+    # round 1 drops the secondary indexes of empty MariaDB target tables and builds them
+    # at its end (migration.engine.deferred_indexes)
+    defer_indexes: bool = True
 
 
 @dataclass(frozen=True)

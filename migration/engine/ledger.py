@@ -135,10 +135,19 @@ UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = (
            restore_tested_at DATETIME(3) NULL, restore_result VARCHAR(8) NULL,
            restore_detail TEXT NULL,
            PRIMARY KEY (host, path(255)), KEY (kind, created_at))""",)),
+    # the secondary indexes round 1 dropped from empty target tables, to be added back when
+    # its chunks are done (migration.engine.deferred_indexes)
+    (7, ("""CREATE TABLE IF NOT EXISTS furet.deferred_indexes (
+           flow VARCHAR(64) NOT NULL, round_no INT NOT NULL,
+           target_database VARCHAR(64) NOT NULL, target_table VARCHAR(64) NOT NULL,
+           index_name VARCHAR(64) NOT NULL, seq INT NOT NULL, is_unique TINYINT NOT NULL,
+           columns_json TEXT NOT NULL, definition TEXT NOT NULL,
+           deferred_at DATETIME(3) NOT NULL DEFAULT NOW(3),
+           PRIMARY KEY (flow, target_database, target_table, index_name))""",)),
 )
 LEDGER_VERSION = UPGRADES[-1][0]
 LEDGER_TABLES = ("rounds", "round_tables", "chunks", "quarantine", "cutover_steps",
-                 "cutover_runs")
+                 "cutover_runs", "deferred_indexes")
 NO_LEDGER_ERRORS = (1049, 1146)  # unknown database, unknown table
 
 
@@ -411,6 +420,17 @@ def checkpoint(cur: pymysql.cursors.Cursor, chunk: Chunk, cursor_ts: int | None,
                 (cursor_ts, keys.encode(cursor_key), read, written, quarantined, chunk.flow,
                  chunk.round_no, chunk.source_table, chunk.spec.chunk_no, chunk.batches))
     return cur.rowcount == 1
+
+
+def set_aside(cur: pymysql.cursors.Cursor, flow: str, round_no: int, source_table: str,
+              rows: int) -> None:
+    """``rows`` a round had counted written are quarantined after all (a deferred unique
+    key found them: migration.engine.deferred_indexes), inside the caller's transaction;
+    counted on the table's first chunk."""
+    cur.execute("UPDATE furet.chunks SET rows_written = rows_written - %s, "
+                "rows_quarantined = rows_quarantined + %s WHERE flow = %s AND round_no = %s "
+                "AND source_table = %s ORDER BY chunk_no LIMIT 1",
+                (rows, rows, flow, round_no, source_table))
 
 
 def finish_chunk(conn: pymysql.connections.Connection, chunk: Chunk, read: int = 0,

@@ -59,6 +59,9 @@ class RoundSummary:
     tables: tuple[TableSummary, ...] = ()
     resumed: bool = False                                   # this invocation resumed it
     literals: dict[str, str] = field(default_factory=dict)  # per table: server | python: why
+    # per MariaDB target table of this invocation: "plain INSERT" (round 1 of a table found
+    # empty), "upsert", or why round 1 fell back to the upsert (migration.engine.galera_writer)
+    writes: dict[str, str] = field(default_factory=dict)
     # per checked table: rows stamped just below the window that the target lacks or holds
     # older (committed later than overlap_ms allows; migration.engine.round.late_rows)
     late_rows: dict[str, int] = field(default_factory=dict)

@@ -40,12 +40,13 @@ from migration.db import (
     server_now_us,
     server_utc_offset_s,
 )
-from migration.engine import ledger, plan, reverse, sync
+from migration.engine import deferred_indexes, ledger, plan, reverse, sync
 from migration.engine.cassandra_writer import CassandraWriter
 from migration.engine.flow_lock import flow_lock
-from migration.engine.galera_writer import GaleraWriter
+from migration.engine.galera_writer import GaleraWriter, quarantined
 from migration.engine.keys import Key, among, quote
 from migration.engine.ledger import Chunk, RoundRow
+from migration.engine.quarantine import QuarantinedRow
 from migration.engine.reader import (
     Cursor,
     next_key_boundary,
@@ -123,7 +124,9 @@ class _Run:
                  schemas: dict[str, TableSchema], codecs: dict[str, VersionCodec | None],
                  progress: Progress, cassandra: Any = None,
                  target_schemas: dict[str, TableSchema] | None = None,
-                 literals: str = "auto") -> None:
+                 literals: str = "auto", fresh: frozenset[str] = frozenset()) -> None:
+        """``fresh``: the tables that no round has finished yet (round 1 writes them with a
+        plain INSERT first: :class:`GaleraWriter`)."""
         self.config = config
         self.flow = flow
         self.round = round_row
@@ -154,7 +157,7 @@ class _Run:
                     config.cassandra.write_consistency)
                 continue
             galera = GaleraWriter(flow.target_database, tf, round_row.strategy, target_schemas,
-                                  codec)
+                                  codec, insert_first=tf.source in fresh)
             self.writers[tf.source] = galera
             if literals == LiteralsPath.PYTHON:
                 self.literal_paths[tf.source] = "python: asked for"
@@ -166,6 +169,54 @@ class _Run:
             else:
                 self.pushdowns[tf.source] = (pushdown, galera)
                 self.literal_paths[tf.source] = "server"
+
+    def restore_indexes(self, conn: pymysql.connections.Connection) -> list[str]:
+        """Add back the indexes this round deferred (its chunks are all done)."""
+        try:
+            return deferred_indexes.restore(conn, self.flow.name, self.flow.target_database,
+                                            _target_keys(self.flow), self._set_aside)
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, self.target_settings, self.flow.target_database) from None
+
+    def _set_aside(self, table: str, found: list[deferred_indexes.Duplicate]) -> None:
+        """Rows that break a deferred unique key: quarantined with their source values
+        (as read now; a row gone from the source with its key only) and deleted."""
+        tf, tm = next((tf, tm) for tf in self.flow.tables for tm in tf.targets
+                      if tm.table == table)
+        codec = self.codecs[tf.source]
+        step = LATE_LOOKUP_BATCH
+        for start in range(0, len(found), step):
+            part = found[start:start + step]
+            rows = {key_text(r[:tf.width]): r for r in self._originals(tf, [d.key for d in part])}
+            records = [
+                quarantined(tf, codec, tf.source_columns, rows[key_text(d.key)], table, d.reason)
+                if key_text(d.key) in rows else
+                QuarantinedRow(tf.source, key_text(d.key), 0, table, d.reason,
+                               dict(zip(tf.keys, d.key, strict=True)))
+                for d in part]
+            keys = tf.target_keys(tm)
+            match = " OR ".join(["(" + " AND ".join(f"{quote(k)} = %s" for k in keys) + ")"]
+                                * len(part))
+
+            def work(cur: Any, records: list[QuarantinedRow] = records,
+                     part: list[deferred_indexes.Duplicate] = part, match: str = match) -> None:
+                for statement in ledger.quarantine_statements(self.flow.name,
+                                                              self.round.round_no, records):
+                    cur.execute(statement)
+                cur.execute(f"DELETE FROM {quote(self.flow.target_database)}.{quote(table)} "
+                            f"WHERE {match}", [v for d in part for v in d.key])
+                ledger.set_aside(cur, self.flow.name, self.round.round_no, tf.source, len(part))
+
+            self._in_transaction(work, table)
+
+    def writes(self) -> dict[str, str]:
+        """How each MariaDB table's rows were written (the round summary's ``writes``)."""
+        out = {}
+        for table, writer in self.writers.items():
+            if isinstance(writer, GaleraWriter):
+                out[table] = ("plain INSERT" if writer.insert_first else
+                              f"upsert: {writer.insert_off}" if writer.insert_off else "upsert")
+        return out
 
     def _conn(self, name: str, settings: DbSettings, **kwargs: Any
               ) -> pymysql.connections.Connection:
@@ -230,6 +281,7 @@ class _Run:
             if not rows:
                 ledger.finish_chunk(book, chunk)
                 book.commit()
+                self.progress.advance(tf.source, 0, chunks=1)
                 return
             last = rows[-1]
             new_cursor = Cursor(None if codec is None else codec.ledger(last[tf.width]),
@@ -258,7 +310,7 @@ class _Run:
         if same:
             ledger.finish_chunk(self.ledger(), chunk, read=count)
             self.ledger().commit()
-            self.progress.advance(tf.source, count)
+            self.progress.advance(tf.source, count, chunks=1)
             return
         copy, gone = sync.differences(self.source(), target, self.flow, tf, chunk.spec,
                                       self.schemas[tf.source], self.target_schemas)
@@ -281,6 +333,7 @@ class _Run:
         ledger.finish_chunk(self.ledger(), chunk, read=max(0, count - len(copy)),
                             deleted=deleted)
         self.ledger().commit()
+        self.progress.advance(tf.source, 0, chunks=1)
 
     def _execute(self, sql: str, args: list[Any], table: str) -> int:
         """One target statement in its own transaction (retried like a batch)."""
@@ -402,6 +455,14 @@ class _Run:
 
 def _describe(codec: VersionCodec | None) -> str:
     return "none" if codec is None else codec.describe()
+
+
+def _target_keys(flow: Flow, tables: frozenset[str] | None = None
+                 ) -> dict[str, tuple[str, ...]]:
+    """The flow's key columns in each target table (of the source ``tables`` only, if
+    given)."""
+    return {tm.table: tf.target_keys(tm) for tf in flow.tables
+            if tables is None or tf.source in tables for tm in tf.targets}
 
 
 def _rows_estimate(conn: pymysql.connections.Connection, database: str, table: str) -> int:
@@ -646,7 +707,8 @@ def run_round(config: FuretConfig, options: RoundOptions,
             summary, run = _run_planned(config, flow, round_row, conn, data, source, schemas,
                                         codecs, sink, cassandra, options.literals)
             summary = dataclasses.replace(summary, resumed=resumed,
-                                          literals=dict(run.literal_paths))
+                                          literals=dict(run.literal_paths),
+                                          writes=run.writes())
             # --final on an unfinished non-final round: that round's window stopped a
             # safety lag short of its start, so it is finished first, then the final round
             # is planned from its watermark (never only the resumed one)
@@ -678,13 +740,30 @@ def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
         if round_row.kind == "full":
             total = _rows_estimate(source, flow.source_database, tf.source)
         sink.table(tf.source, total)
+    done_before = ledger.last_watermarks(conn, flow.name) if round_row.kind == "full" else {}
+    fresh = frozenset(tf.source for tf in flow.tables if round_row.kind == "full"
+                      and tf.source not in done_before)
+    deferred: dict[str, list[deferred_indexes.Index]] = {}
+    if fresh and not to_cassandra and config.rounds.defer_indexes and data is conn:
+        try:
+            deferred = deferred_indexes.defer(
+                conn, flow.name, round_row.round_no, flow.target_database,
+                _target_keys(flow, fresh))
+        except pymysql.MySQLError as exc:
+            raise db_error(exc, data_settings, flow.target_database) from None
+    # read after the indexes were deferred: a unique key that is not there is not guarded
     target_schemas = {} if to_cassandra else {
         tm.table: read_schema(data, data_settings, flow.target_database, tm.table)
         for tf in flow.tables for tm in tf.targets}
     run = _Run(config, flow, round_row, schemas, codecs, sink, cassandra,
-               {k: v for k, v in target_schemas.items() if v is not None}, literals)
+               {k: v for k, v in target_schemas.items() if v is not None}, literals, fresh)
     try:
         _run_chunks(run, todo, config.rounds.workers)
+        if deferred:
+            for tf in flow.tables:
+                if any(tm.table in deferred for tm in tf.targets):
+                    sink.phase(tf.source, "building the deferred indexes")
+            run.restore_indexes(conn)
         late = {} if to_cassandra else late_rows(source, data, config, flow, round_row,
                                                  codecs, conn)
     finally:

@@ -11,7 +11,8 @@ from migration.engine import ledger
 def test_a_step_started_again_after_a_kill_stays_one_row_with_its_attempts(fresh) -> None:
     settings = fresh["target"].settings()
     with contextlib.closing(connect(settings, autocommit=False, strict=True)) as conn:
-        assert ledger.ensure_ledger(conn) == 0 and ledger.schema_version(conn) == 6
+        assert ledger.ensure_ledger(conn) == 0
+        assert ledger.schema_version(conn) == ledger.LEDGER_VERSION
         assert ledger.cutover_open_run(conn) is None
         run_id = ledger.cutover_start_run(conn, "a" * 64, "ops@ctl", "cutover", '{"x": 1}')
         ledger.cutover_step_started(conn, run_id, 1, "preflight", "ctl", "ops@ctl")

@@ -80,9 +80,11 @@ def _furet_0_1_ledger_in(conn: pymysql.connections.Connection, database: str) ->
 
 
 def _as_furet_0_1_left_it(conn: pymysql.connections.Connection) -> None:
-    """Take back what versions 2 to 5 added: the ledger is then exactly what 0.1 created
+    """Take back what versions 2 to 7 added: the ledger is then exactly what 0.1 created
     (the test checks it against 0.1's DDL), with the rounds it recorded."""
     with conn.cursor() as cur:
+        cur.execute("DROP TABLE furet.deferred_indexes")
+        cur.execute("DROP TABLE furet.backups")
         cur.execute("DROP TABLE furet.cutover_steps")
         cur.execute("DROP TABLE furet.cutover_runs")
         cur.execute("DROP TABLE furet.locks")
@@ -105,7 +107,7 @@ def test_furet_0_1_ledger_is_upgraded_in_place(fresh: dict[str, Any]) -> None:
     first = run_round(config, RoundOptions("runtime"))
     assert first.kind == "full" and first.furet_version == __version__
     with connection(fresh["target"].settings()) as conn:
-        assert ledger.schema_version(conn) == ledger.LEDGER_VERSION == 6
+        assert ledger.schema_version(conn) == ledger.LEDGER_VERSION == 7
         _as_furet_0_1_left_it(conn)
         _furet_0_1_ledger_in(conn, "furet_0_1")
         try:
@@ -124,12 +126,12 @@ def test_furet_0_1_ledger_is_upgraded_in_place(fresh: dict[str, Any]) -> None:
         table: mark - config.rounds.overlap_ms for table, mark in marks.items()}
     assert second.furet_version == __version__
     with connection(fresh["target"].settings()) as conn:
-        assert ledger.schema_version(conn) == 6
+        assert ledger.schema_version(conn) == 7
         report = ledger.status_report(conn, "runtime")
         assert [(r.round_no, r.furet_version) for r in report.rounds] == [
             (1, None), (2, __version__)]           # 0.1 did not record its version
         assert report.rounds[0].rows_read == first.rows_read
-        assert ledger.ensure_ledger(conn) == 6    # up to date: nothing to do
+        assert ledger.ensure_ledger(conn) == 7    # up to date: nothing to do
 
 
 def test_a_ledger_from_a_newer_furet_is_refused(fresh: dict[str, Any]) -> None:

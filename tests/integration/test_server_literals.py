@@ -194,6 +194,9 @@ def test_server_literals_write_byte_identical_rows(fresh: dict, tmp_path: Path) 
     server = run_round(config, RoundOptions(_flow(tmp_path, "eq_server", "lf_eq_server")))
     assert python.literals == {"tricky": "python: asked for"}
     assert server.literals == {"tricky": "server"}
+    # round 1 into empty tables: plain INSERTs (a batch with a refused row went the guarded
+    # way, and its rows reached quarantine with the same reasons as the Python path's)
+    assert python.writes == server.writes == {"tricky": "plain INSERT"}
     for key in ("rows_read", "rows_written", "rows_quarantined"):
         assert getattr(server, key) == getattr(python, key), key
     assert server.rows_read == total
@@ -218,6 +221,9 @@ def test_server_literals_write_byte_identical_rows(fresh: dict, tmp_path: Path) 
     # replaying every row over the written ones (another flow, same target) changes nothing
     again = run_round(config, RoundOptions(_flow(tmp_path, "eq_replay", "lf_eq_server")))
     assert again.status == "done" and again.rows_read == total
+    # its round 1 tried a plain INSERT, met the rows already there, and upserted instead
+    assert again.writes["tricky"].startswith("upsert: round 1 found rows in tricky")
+    assert again.rows_quarantined == server.rows_quarantined
     assert _target_rows(fresh, "lf_eq_server") == written
 
 
