@@ -4,6 +4,9 @@
   into the same Galera cluster (database ``furet_bench``), one stream, extended inserts.
   The load runs with sql_mode '' so the legacy dirt loads too (furet quarantines it
   instead: the baseline does less work, not more).
+- mydumper + myloader (Debian's mydumper 0.10.1): the same three tables dumped with 4
+  threads in 100,000-row files, then loaded with 4 threads through HAProxy (database
+  ``furet_bench`` again).
 - CSV + ``cqlsh COPY FROM``: the quote columns of both Cassandra query tables exported from
   legacy1 with ``mysql -B`` (tab-separated), then loaded by cqlsh (PyPI package ``cqlsh``,
   in its own venv under .cache/bench) into twin tables ``prod.bench_<table>`` with the
@@ -20,6 +23,7 @@ Passwords reach the client tools through MYSQL_PWD / 0600 option files, never ar
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,6 +35,8 @@ from migration.lab.config import lab_ca_file
 
 CACHE = REPO / ".cache" / "bench"
 CQLSH_VERSION = "6.2.2"
+MYDUMPER_THREADS = 4      # mydumper's and myloader's default
+MYDUMPER_ROWS = 100_000   # tables cut in files of this many rows, loaded in parallel
 CQLSH_VENV = CACHE / "cqlsh-venv"
 BENCH_DATABASE = "furet_bench"
 RUNTIME_TABLES = ("customer", "quote", "offer")
@@ -89,11 +95,47 @@ def mysqldump_into_galera(lab: LabEndpoints) -> BaselineResult:
     if dump_rc != 0 or load.returncode != 0:
         raise SystemExit(f"bench: mysqldump | mysql failed (dump exit {dump_rc}, load exit "
                          f"{load.returncode}): {load.stderr[-1000:]}")
+    return BaselineResult("mysqldump | mysql", _count_and_drop(lab), seconds,
+                          "one stream, extended inserts")
+
+
+def _count_and_drop(lab: LabEndpoints) -> int:
+    """Rows the baseline loaded into furet_bench, which is then dropped (~1 GB per node)."""
     counts = _mysql(lab.target, " UNION ALL ".join(
         f"SELECT COUNT(*) FROM {BENCH_DATABASE}.{t}" for t in RUNTIME_TABLES))
-    rows = sum(int(n) for n in counts.split())
-    _mysql(lab.target, f"DROP DATABASE {BENCH_DATABASE}")  # ~1 GB per Galera node
-    return BaselineResult("mysqldump | mysql", rows, seconds, "one stream, extended inserts")
+    _mysql(lab.target, f"DROP DATABASE {BENCH_DATABASE}")
+    return sum(int(n) for n in counts.split())
+
+
+def mydumper_into_galera(lab: LabEndpoints, threads: int = MYDUMPER_THREADS) -> BaselineResult:
+    """mydumper (``threads`` threads, tables cut every MYDUMPER_ROWS rows, one consistent
+    snapshot) into a directory on the controller, then myloader (``threads`` threads)
+    through HAProxy into the same cluster. myloader sets its sessions' sql_mode to
+    NO_AUTO_VALUE_ON_ZERO, not strict (the legacy dirt loads, as with the mysqldump
+    baseline); binary logging stays as the server has it (``--enable-binlog``: myloader
+    would otherwise turn sql_log_bin off)."""
+    out = CACHE / "mydumper"
+    shutil.rmtree(out, ignore_errors=True)
+    _mysql(lab.target, f"DROP DATABASE IF EXISTS {BENCH_DATABASE}; "
+                       f"CREATE DATABASE {BENCH_DATABASE}")
+    legacy_cnf = _option_file("legacy", lab.legacy)
+    target_cnf = _option_file("target", lab.target)
+    started = time.monotonic()
+    for cmd in (["mydumper", f"--defaults-file={legacy_cnf}", "-h", lab.legacy.host,
+                 # the whole database: its three tables (0.10.1 dumps nothing with -T here)
+                 "-B", "lf_runtime", "--trx-consistency-only", "-t", str(threads),
+                 "-r", str(MYDUMPER_ROWS), "--ssl", "-o", str(out)],
+                ["myloader", f"--defaults-file={target_cnf}", "-h", lab.target.host,
+                 "-P", str(lab.target.port), "-d", str(out), "-B", BENCH_DATABASE,
+                 "-t", str(threads), "--enable-binlog", "--ssl", "-v", "1"]):
+        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        if result.returncode != 0:
+            raise SystemExit(f"bench: {cmd[0]} failed ({result.returncode}): "
+                             f"{(result.stderr or result.stdout)[-1000:]}")
+    seconds = time.monotonic() - started
+    shutil.rmtree(out, ignore_errors=True)
+    return BaselineResult("mydumper + myloader", _count_and_drop(lab), seconds,
+                          f"{threads} threads each, tables cut every {MYDUMPER_ROWS:,} rows")
 
 
 def ensure_cqlsh() -> Path:
@@ -169,10 +211,15 @@ def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 0) -> BaselineRe
 
 
 def _option_file(name: str, settings: DbSettings) -> Path:
+    """A 0600 client option file with the account (mode set before the password is in) and
+    the lab's CA: the lab's accounts REQUIRE SSL, and a client library that is not told
+    to use TLS (DBD::mysql for pt-table-sync) is refused."""
     path = CACHE / f"{name}.cnf"
     CACHE.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"[client]\nuser={settings.user}\npassword={settings.password}\n")
+    path.touch(mode=0o600)
     path.chmod(0o600)
+    path.write_text(f"[client]\nuser={settings.user}\npassword={settings.password}\n"
+                    f"ssl-ca={lab_ca_file()}\n")
     return path
 
 

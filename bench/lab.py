@@ -4,6 +4,8 @@ and furet run on etl1 over SSH exactly as `fab` runs it."""
 from __future__ import annotations
 
 import json
+import re
+import resource
 import shlex
 import sys
 import time
@@ -16,7 +18,8 @@ import yaml
 from migration.config import DbSettings
 from migration.fabric_tasks import furet_command
 from migration.inventory import InventoryHost
-from migration.lab.config import GALERA_SERVICE_NAME, lab_ca_file
+from migration.lab.config import GALERA_SERVICE_NAME, lab_ca_file, load_lab_config
+from migration.lab.podman import Podman
 from migration.remote import connection_for, select_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +92,31 @@ def furet_on_etl1(*args: str, ok_exits: tuple[int, ...] = (0,)) -> RemoteRun:
         raise SystemExit(f"bench: furet {' '.join(args)} on etl1 failed "
                          f"(exit {result.exited}):\n{result.stdout[-2000:]}")
     return RemoteRun(list(args), stdout, seconds, round(int(rss) / 1024, 1))
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def go_duration(text: str) -> float:
+    """Seconds of a Go duration as podman prints it (``1m2.5s``, ``350ms``)."""
+    return sum(float(n) * _GO_UNITS[u] for n, u in _GO_DURATION.findall(text))
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each lab host (its container, as podman counts it) and by
+    the client tools this process ran (``controller``: the baselines' mysqldump, mysql,
+    myloader, cqlsh, pt-table-sync run on the build machine, beside the lab)."""
+    config = load_lab_config(REPO)
+    stats = Podman(config.containers_conf).run("stats", "--no-stream", "--format", "json")
+    out = {}
+    for entry in json.loads(stats.stdout or "[]"):
+        name = str(entry.get("name", ""))
+        if name.startswith(config.container_prefix):
+            out[name[len(config.container_prefix):]] = go_duration(str(entry["cpu_time"]))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["controller"] = children.ru_utime + children.ru_stime
+    return out
 
 
 def put_text(name: str, path: str, text: str) -> None:

@@ -5,7 +5,8 @@
 1. legacy1 seeded with ``--quotes`` quotes (and their customers and offers) unless it
    already holds exactly that many (``--reseed`` forces it); target and Cassandra emptied;
 2. Galera: ``furet round --flow runtime`` (round 1, on etl1 through HAProxy) next to
-   ``mysqldump | mysql`` of the same three tables into the same cluster;
+   ``mysqldump | mysql`` and mydumper + myloader of the same three tables into the same
+   cluster;
 3. Cassandra: ``furet round --flow cassandra_prod`` (round 1: both query tables) next to a
    CSV export loaded with ``cqlsh COPY FROM`` into twin tables;
 4. a schema furet did not write: ``shop.bench_line``, ``--lines`` rows (default 1 M) with a
@@ -13,8 +14,8 @@
    by ``furet flow init``, its target table by ``furet target schema --apply``; round 1,
    then a round after 1 % of the rows were updated;
 5. one table with rows, seconds, rows/s, furet's ratio to each baseline and furet's peak
-   RSS (the furet process on etl1, measured by the kernel), also written to
-   reports/bench.json.
+   RSS (the furet process on etl1, measured by the kernel), and where the CPU went during
+   each (seconds per lab host, as podman counts them), also written to reports/bench.json.
 
 Everything runs in the same invocation on the same lab, one after the other.
 """
@@ -24,14 +25,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from bench import baselines
-from bench.lab import REPO, endpoints, furet_on_etl1, put_text
+from bench.lab import REPO, cpu_seconds, endpoints, furet_on_etl1, put_text
 from migration.db import connection, query
 from migration.engine import ledger
 
@@ -46,6 +47,13 @@ class Measure:
     seconds: float
     detail: str = ""
     peak_rss_mib: float | None = None   # furet's (a baseline's is not measured)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per lab host
+
+    def profile(self) -> str:
+        """Where the CPU went: total, then the hosts that used the most."""
+        top = sorted(self.cpu_s.items(), key=lambda kv: -kv[1])
+        return (f"{sum(self.cpu_s.values()):.0f} s CPU: " +
+                ", ".join(f"{h} {s:.0f}" for h, s in top[:6] if s >= 1))
 
     @property
     def rate(self) -> float:
@@ -76,6 +84,17 @@ def prepare(quotes: int, reseed: bool) -> dict[str, int]:
     with connection(lab.legacy) as conn:
         return {t: int(query(conn, f"SELECT COUNT(*) FROM lf_runtime.{t}")[0][0])
                 for t in baselines.RUNTIME_TABLES}
+
+
+def profiled(make: Callable[[], Measure]) -> Measure:
+    """``make()``'s measure with the CPU seconds each lab host (and the controller's client
+    tools) used meanwhile: the 2 cores are shared by all of them."""
+    before = cpu_seconds()
+    measure = make()
+    after = cpu_seconds()
+    measure.cpu_s = {h: round(after[h] - before.get(h, 0.0), 1) for h in sorted(after)
+                     if after[h] - before.get(h, 0.0) >= 0.05}
+    return measure
 
 
 def furet_round(flow: str, target: str) -> Measure:
@@ -171,23 +190,28 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
     _say(f"legacy rows: {counts}")
     measures: list[Measure] = []
     if not skip_galera:
-        measures.append(furet_round("runtime", "Galera"))
+        measures.append(profiled(lambda: furet_round("runtime", "Galera")))
         _say("mysqldump | mysql into the same Galera cluster")
-        measures.append(baseline("Galera", lambda: baselines.mysqldump_into_galera(lab)))
-        verify = furet_verify("runtime", "verify Galera")
+        measures.append(profiled(lambda: baseline(
+            "Galera", lambda: baselines.mysqldump_into_galera(lab))))
+        _say("mydumper, then myloader into the same Galera cluster")
+        measures.append(profiled(lambda: baseline(
+            "Galera", lambda: baselines.mydumper_into_galera(lab))))
+        verify = profiled(lambda: furet_verify("runtime", "verify Galera"))
         measures.append(verify)
         _say("pt-table-sync --print over the same tables")
-        measures.append(baseline(verify.target, lambda: baselines.pt_table_sync(lab),
-                                 verify.rows))
+        measures.append(profiled(lambda: baseline(
+            verify.target, lambda: baselines.pt_table_sync(lab), verify.rows)))
     if not skip_cassandra:
-        cass = furet_round("cassandra_prod", "Cassandra")
+        cass = profiled(lambda: furet_round("cassandra_prod", "Cassandra"))
         # Each quote is one row in each of the two query tables.
         cass.rows *= 2
         cass.detail = "2 CQL rows per quote; " + cass.detail
         measures.append(cass)
         _say("CSV export + cqlsh COPY FROM into twin tables")
-        measures.append(baseline("Cassandra", lambda: baselines.cqlsh_copy_into_cassandra(lab)))
-        measures.append(furet_verify("cassandra_prod", "verify Cassandra"))
+        measures.append(profiled(lambda: baseline(
+            "Cassandra", lambda: baselines.cqlsh_copy_into_cassandra(lab))))
+        measures.append(profiled(lambda: furet_verify("cassandra_prod", "verify Cassandra")))
     if not skip_galera:
         measures.extend(composite_rounds(lines))
     table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline",
@@ -206,6 +230,11 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
     console.print(table)
     for m in measures:
         console.print(f"  {m.tool}: {m.detail}", highlight=False)
+    _say("where the CPU went (seconds per lab host; controller: the baselines' clients)")
+    for m in measures:
+        if m.cpu_s:
+            console.print(f"  {m.target}, {m.tool}, {m.seconds:.0f} s: {m.profile()}",
+                          highlight=False)
     report["seconds"] = round(time.monotonic() - started, 1)
     out = REPO / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)
