@@ -6,27 +6,26 @@ smaller than the table turns into disk reads, on every Galera node. Measured on 
 (1 M quotes, 5.15 M rows, 128 MB buffer pools): round 1 took 224 s with the indexes in
 place, 65 s without them, plus 22 s to build them afterwards.
 
-So the first invocation of round 1 of a flow (``rounds.defer_indexes``, on by default), for
-each target table that is empty, records the table's secondary indexes in the ledger
-(``furet.deferred_indexes``, :mod:`migration.engine.ledger`: their exact definitions from
-``SHOW CREATE TABLE``), then drops
-them. Kept: the primary key and the unique key that is the flow's key in that table (the
-upsert's conflict key); and every index of a table that has or is referenced by a foreign
-key, or that furet's account may not alter (it needs ALTER or INDEX on the target
-database, as the production inventory grants). When the round's chunks are all done,
-:func:`restore` adds them back in one ``ALTER TABLE`` per table; if that fails on a
-duplicate, rows that share a value of a unique key are found (``GROUP BY ... HAVING
-COUNT(*) > 1``, run only then: over millions of rows it is not free), the one with the
-lowest key stays, the others go to quarantine with the reason the upsert would
-have given ("unique key K v is held by the row R, not merged") and leave the table, and
-the indexes are added again.
+So an invocation of round 1 of a flow that finds nothing deferred yet
+(``rounds.defer_indexes``, on by default), for each target table that is empty, records the
+table's secondary indexes in the ledger (``furet.deferred_indexes``,
+:mod:`migration.engine.ledger`: their exact definitions from ``SHOW CREATE TABLE``), then
+drops them. Kept: the primary key, the unique key that is the flow's key in that table (the
+upsert's conflict key) and a unique key on a column prefix; and every index of a table that
+has or is referenced by a foreign key, that several source tables write, or that furet's
+account may not alter. When the round's chunks are all done, :func:`restore` adds them back
+in one ``ALTER TABLE`` per table; if that fails on a duplicate, rows that share a value of a
+unique key (as the column's collation compares them) are found, the one with the lowest key
+stays, the others go to quarantine with the reason the upsert would have given ("unique key
+K v is held by the row R, not merged") and leave the table, and the indexes are added again.
 
 A round killed in between resumes with the indexes still deferred: the ledger knows them,
 the next invocation adds them back when its chunks are done, and only those still missing.
 
-Trade-off: ``ALTER TABLE`` on Galera runs in total order on every node at once, and writes
-to the table wait for it (17 s for the 3.7 M-row offer table on the lab). The tables are
-empty when their indexes are dropped, and nobody else writes to a target during round 1.
+Trade-off: ``ALTER TABLE`` on Galera runs in total order on every node at once, and every
+commit on the cluster waits for it (17 s for the 3.7 M-row offer table on the lab). The
+tables are empty when their indexes are dropped, and nobody else writes to a target during
+round 1 (``defer_indexes: false`` for a cluster that already serves an application).
 """
 
 from __future__ import annotations
@@ -73,11 +72,14 @@ def secondary_indexes(conn: pymysql.connections.Connection, database: str, table
     if fk:
         return []
     columns: dict[str, list[str]] = {}
-    for name, column in query(conn, "SELECT index_name, column_name FROM "
-                                    "information_schema.statistics WHERE table_schema = %s "
-                                    "AND table_name = %s ORDER BY index_name, seq_in_index",
-                              (database, table)):
+    prefixed: set[str] = set()
+    for name, column, sub_part in query(
+            conn, "SELECT index_name, column_name, sub_part FROM information_schema.statistics "
+                  "WHERE table_schema = %s AND table_name = %s ORDER BY index_name, "
+                  "seq_in_index", (database, table)):
         columns.setdefault(str(name), []).append(str(column))
+        if sub_part is not None:
+            prefixed.add(str(name))
     create = str(query(conn, f"SHOW CREATE TABLE {_quote(database)}.{_quote(table)}")[0][1])
     found = []
     for line in create.splitlines():
@@ -87,8 +89,10 @@ def secondary_indexes(conn: pymysql.connections.Connection, database: str, table
         definition, name = match.group(1), match.group(2).replace("``", "`")
         unique = definition.startswith("UNIQUE ")
         cols = tuple(columns.get(name, ()))
-        if unique and set(cols) == set(key):
+        if unique and {c.lower() for c in cols} == {k.lower() for k in key}:
             continue  # the flow's key in this table: the upsert's conflict key
+        if unique and name in prefixed:
+            continue  # UNIQUE (c(8)): its duplicates are not whole values, left to the upsert
         found.append(Index(table, name, unique, cols, definition))
     return found
 
@@ -158,20 +162,26 @@ def duplicates(conn: pymysql.connections.Connection, database: str, index: Index
     cols = ", ".join(_quote(c) for c in index.columns)
     keys = ", ".join(_quote(k) for k in key)
     not_null = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in index.columns)
-    rows = query(conn, f"SELECT {cols}, {keys} FROM {table} WHERE ({cols}) IN "
-                       f"(SELECT {cols} FROM {table} WHERE {not_null} GROUP BY {cols} "
-                       f"HAVING COUNT(*) > 1) ORDER BY {cols}, {keys}")
-    width = len(index.columns)
-    out: list[Duplicate] = []
-    held: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    # grouped and ordered by the server, with the columns' collations (as the unique key
+    # compares them: 'Bob' and 'bob ' are one value of a _ci column)
+    window = f"PARTITION BY {cols} ORDER BY {keys}"
+    picked = ", ".join([f"{_quote(c)} AS furet_c{i}" for i, c in enumerate(index.columns)] +
+                       [f"{_quote(k)} AS furet_k{i}" for i, k in enumerate(key)] +
+                       [f"FIRST_VALUE({_quote(k)}) OVER ({window}) AS furet_f{i}"
+                        for i, k in enumerate(key)])
+    rows = query(conn, f"SELECT * FROM (SELECT {picked}, ROW_NUMBER() OVER ({window}) AS "
+                       f"furet_rn FROM {table} WHERE ({cols}) IN (SELECT {cols} FROM {table} "
+                       f"WHERE {not_null} GROUP BY {cols} HAVING COUNT(*) > 1)) d "
+                       "WHERE furet_rn > 1")
+    width, size = len(index.columns), len(key)
+    out = []
     for row in rows:
-        value, row_key = tuple(row[:width]), tuple(row[width:])
-        first = held.setdefault(value, row_key)
-        if first != row_key:
-            out.append(Duplicate(row_key, f"duplicate key: {index.table}: unique key "
-                                          f"{index.name} {key_text(value)} is held by the row "
-                                          f"{key_text(first)}, not merged"))
-    return out
+        value, row_key = tuple(row[:width]), tuple(row[width:width + size])
+        first = tuple(row[width + size:width + 2 * size])
+        out.append(Duplicate(row_key, f"duplicate key: {index.table}: unique key "
+                                      f"{index.name} {key_text(value)} is held by the row "
+                                      f"{key_text(first)}, not merged"))
+    return sorted(out, key=lambda d: d.key)
 
 
 def _added(conn: pymysql.connections.Connection, database: str, table: str,
@@ -179,8 +189,10 @@ def _added(conn: pymysql.connections.Connection, database: str, table: str,
     """``ALTER TABLE ... ADD`` the indexes (one sorted build each); False if rows share a
     value of a unique one (nothing is added then)."""
     try:
+        # IF NOT EXISTS: an ALTER of a killed invocation may have finished on the server
         query(conn, f"ALTER TABLE {_quote(database)}.{_quote(table)} " +
-              ", ".join(f"ADD {i.definition}" for i in indexes))
+              ", ".join("ADD " + i.definition.replace("KEY ", "KEY IF NOT EXISTS ", 1)
+                        for i in indexes))
     except pymysql.MySQLError as exc:
         if error_code(exc) != DUPLICATE_KEY:
             raise
@@ -210,8 +222,6 @@ def restore(conn: pymysql.connections.Connection, flow: str, database: str,
                 if found:
                     set_aside(table, found)
             if not _added(conn, database, table, missing):
-                # rows equal only on a prefix of a column (UNIQUE KEY (c(8))), which the
-                # GROUP BY of whole values does not see
                 raise FuretError(
                     f"flow {flow}: table {database}.{table}: its deferred unique keys could "
                     "not be added back (rows share a value); remove those rows and run the "

@@ -23,8 +23,8 @@ each batch as a plain ``INSERT`` of the same rows: no version guards, and no col
 after it (a row that collides fails the statement instead). A batch it cannot write whole
 (a row the target refuses, a key already there) is undone and written the guarded way, so
 the same rows reach quarantine with the same reasons; a duplicate of the row's own key
-turns the plain ``INSERT`` off for the rest of the run, since the target was not empty
-after all (a duplicate of another unique key is two source rows sharing a value).
+turns the plain ``INSERT`` off for that table for the rest of the run: the target was not
+empty after all (a duplicate of another unique key is two source rows sharing a value).
 
 Every statement runs after ``SAVEPOINT`` and a failed one is undone with ``ROLLBACK TO
 SAVEPOINT``, never by the server's implicit statement rollback alone: on Galera (MariaDB
@@ -298,8 +298,11 @@ class GaleraWriter:
             if code == DUPLICATE_KEY and not _names_other_key(exc, target):
                 # the row's own key is there already: the target is not empty
                 self.insert_first = False
-                self.insert_off = (f"round 1 found rows in {target.mapping.table} "
-                                   f"({exc.args[1]})")
+                # the key's name, never its value (row data stays out of the summary)
+                named = re.search(r"for key '([^']+)'$",
+                                  str(exc.args[1]) if len(exc.args) > 1 else "")
+                self.insert_off = (f"round 1 found rows in {target.mapping.table} (a "
+                                   f"duplicate of key {named.group(1) if named else '?'})")
             return False
 
     def write(self, cur: pymysql.cursors.Cursor, rows: Sequence[Sequence[Any]]) -> BatchOutcome:

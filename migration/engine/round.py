@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -457,12 +458,15 @@ def _describe(codec: VersionCodec | None) -> str:
     return "none" if codec is None else codec.describe()
 
 
-def _target_keys(flow: Flow, tables: frozenset[str] | None = None
+def _target_keys(flow: Flow, tables: frozenset[str] | None = None, shared: bool = True
                  ) -> dict[str, tuple[str, ...]]:
     """The flow's key columns in each target table (of the source ``tables`` only, if
-    given)."""
+    given; without the target tables that several source tables write, unless
+    ``shared``)."""
+    writers = collections.Counter(tm.table for tf in flow.tables for tm in tf.targets)
     return {tm.table: tf.target_keys(tm) for tf in flow.tables
-            if tables is None or tf.source in tables for tm in tf.targets}
+            if tables is None or tf.source in tables for tm in tf.targets
+            if shared or writers[tm.table] == 1}
 
 
 def _rows_estimate(conn: pymysql.connections.Connection, database: str, table: str) -> int:
@@ -744,13 +748,16 @@ def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
     fresh = frozenset(tf.source for tf in flow.tables if round_row.kind == "full"
                       and tf.source not in done_before)
     deferred: dict[str, list[deferred_indexes.Index]] = {}
-    if fresh and not to_cassandra and config.rounds.defer_indexes and data is conn:
-        try:
+    try:
+        if not to_cassandra and data is conn:
+            # also what an earlier invocation deferred, whatever rounds.defer_indexes says now
+            deferred = deferred_indexes.pending(conn, flow.name, flow.target_database)
+        if fresh and not to_cassandra and config.rounds.defer_indexes and data is conn:
             deferred = deferred_indexes.defer(
                 conn, flow.name, round_row.round_no, flow.target_database,
-                _target_keys(flow, fresh))
-        except pymysql.MySQLError as exc:
-            raise db_error(exc, data_settings, flow.target_database) from None
+                _target_keys(flow, fresh, shared=False))
+    except pymysql.MySQLError as exc:
+        raise db_error(exc, data_settings, flow.target_database) from None
     # read after the indexes were deferred: a unique key that is not there is not guarded
     target_schemas = {} if to_cassandra else {
         tm.table: read_schema(data, data_settings, flow.target_database, tm.table)
