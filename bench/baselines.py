@@ -115,7 +115,7 @@ def mydumper_into_galera(lab: LabEndpoints, threads: int = MYDUMPER_THREADS) -> 
     baseline); binary logging stays as the server has it (``--enable-binlog``: myloader
     would otherwise turn sql_log_bin off)."""
     out = CACHE / "mydumper"
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # a scratch dir, absent on a first run
     _mysql(lab.target, f"DROP DATABASE IF EXISTS {BENCH_DATABASE}; "
                        f"CREATE DATABASE {BENCH_DATABASE}")
     legacy_cnf = _option_file("legacy", lab.legacy)
@@ -133,7 +133,7 @@ def mydumper_into_galera(lab: LabEndpoints, threads: int = MYDUMPER_THREADS) -> 
             raise SystemExit(f"bench: {cmd[0]} failed ({result.returncode}): "
                              f"{(result.stderr or result.stdout)[-1000:]}")
     seconds = time.monotonic() - started
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # the dump's files: ~1 GB nobody needs now
     return BaselineResult("mydumper + myloader", _count_and_drop(lab), seconds,
                           f"{threads} threads each, tables cut every {MYDUMPER_ROWS:,} rows")
 

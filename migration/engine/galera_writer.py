@@ -128,12 +128,17 @@ def _execute_rows(cur: pymysql.cursors.Cursor, prefix: str,
         cur.execute(prefix + ",".join(cast(list[str], picked)) + suffix)
 
 
+def _duplicate_key_name(exc: pymysql.MySQLError) -> str:
+    """The key a duplicate-key error names ("... for key 'uq_x'"; MySQL 8: 'table.uq_x')."""
+    message = str(exc.args[1]) if len(exc.args) > 1 else ""
+    named = re.search(r"for key '(?:[^']*\.)?([^']+)'$", message)
+    return named.group(1) if named else "?"
+
+
 def _names_other_key(exc: pymysql.MySQLError, target: _Target) -> bool:
     """Whether a duplicate-key error names one of the target's other unique keys (two
     source rows sharing a value: dirt, not a target that holds rows already)."""
-    message = str(exc.args[1]) if len(exc.args) > 1 else ""
-    named = re.search(r"for key '(?:[^']*\.)?([^']+)'$", message)
-    return named is not None and named.group(1) in {n for n, _ in target.others}
+    return _duplicate_key_name(exc) in {n for n, _ in target.others}
 
 
 @dataclass
@@ -299,10 +304,8 @@ class GaleraWriter:
                 # the row's own key is there already: the target is not empty
                 self.insert_first = False
                 # the key's name, never its value (row data stays out of the summary)
-                named = re.search(r"for key '([^']+)'$",
-                                  str(exc.args[1]) if len(exc.args) > 1 else "")
                 self.insert_off = (f"round 1 found rows in {target.mapping.table} (a "
-                                   f"duplicate of key {named.group(1) if named else '?'})")
+                                   f"duplicate of key {_duplicate_key_name(exc)})")
             return False
 
     def write(self, cur: pymysql.cursors.Cursor, rows: Sequence[Sequence[Any]]) -> BatchOutcome:
