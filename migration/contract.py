@@ -365,7 +365,12 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
                 Option("--max-load", INT,
                        "Pause while Threads_running on a server is above this; 0 = off.",
                        default=0, minimum=0),
-                Option("--consistency", CHOICE, "Cassandra read consistency.",
+                Option("--scan-consistency", CHOICE,
+                       "Cassandra consistency of the checksum pass over the ring.",
+                       default=Consistency.LOCAL_ONE, choices=Consistency),
+                Option("--consistency", CHOICE,
+                       "Cassandra consistency of the reads that confirm a difference "
+                       "(drill-down, repair).",
                        default=Consistency.LOCAL_QUORUM, choices=Consistency),
                 Option("--max-report-rows", INT,
                        "Diff rows listed per table in the reports (counts stay exact).",

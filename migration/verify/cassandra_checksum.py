@@ -7,7 +7,10 @@ the ring cannot be read per source key range; instead one pass over the whole ta
 (``token(pk) > ? AND token(pk) <= ?`` sub-ranges, paged, read concurrently) aggregates
 ``COUNT`` and ``BIT_XOR`` per source chunk. Rows are never held in memory, except in the
 drill-down pass, which keeps only the rows of mismatching chunks (and, under a window, the
-rows of the keys those chunks hold on the source).
+rows of the keys those chunks hold on the source). The checksum pass reads at the scan
+consistency (:data:`SCAN_PROFILE`, one replica by default), the drill-down at the
+confirming one (:data:`PROFILE`, a quorum by default): a replica that missed a write makes
+a chunk differ, and the quorum read then finds the row.
 
 A row's key is the tuple of the target columns the flow maps the source key to (partition
 and clustering columns alike); its version is read back as a ledger value of the flow
@@ -20,23 +23,25 @@ from __future__ import annotations
 import bisect
 import concurrent.futures
 import datetime
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from migration.canonical import value_text
 from migration.engine.keys import Key
 from migration.engine.versions import EPOCH, US, VersionCodec
-from migration.rowhash import hash_texts
+from migration.rowhash import hash_texts, hash_values
 from migration.verify.chunks import Range, as_key
 from migration.verify.mysql_checksum import INTEGER_VERSION, RowInfo
 
 MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1
-PROFILE = "furet-verify"
+PROFILE = "furet-verify"            # the reads that confirm a difference (drill-down)
+SCAN_PROFILE = "furet-verify-scan"  # the checksum pass over the whole ring
 
 
 def token_ranges(splits: int) -> list[tuple[int, int]]:
@@ -47,8 +52,8 @@ def token_ranges(splits: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(splits)]
 
 
-def add_profile(cluster: Any, consistency: str, local_dc: str = "") -> str:
-    """An execution profile for the scans: the chosen consistency (a
+def add_profile(cluster: Any, consistency: str, local_dc: str = "", name: str = PROFILE) -> str:
+    """An execution profile ``name`` for the scans: the chosen consistency (a
     :class:`~migration.enums.Consistency`), tuples, long timeout."""
     from cassandra import ConsistencyLevel
     from cassandra.cluster import ExecutionProfile
@@ -59,8 +64,8 @@ def add_profile(cluster: Any, consistency: str, local_dc: str = "") -> str:
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc or None)),
         consistency_level=getattr(ConsistencyLevel, consistency), request_timeout=60,
         row_factory=tuple_factory)
-    cluster.add_execution_profile(PROFILE, profile)
-    return PROFILE
+    cluster.add_execution_profile(name, profile)
+    return name
 
 
 @dataclass
@@ -73,7 +78,8 @@ class CassandraSide:
     columns: tuple[str, ...]       # compared target columns, in mapping order
     partition_key: tuple[str, ...]
     primary_key: tuple[str, ...]
-    profile: str = PROFILE
+    profile: str = PROFILE             # drill-down reads
+    scan_profile: str = SCAN_PROFILE   # the checksum pass
     codec: VersionCodec = INTEGER_VERSION  # the flow table's version codec
     # The repair's writes: config cassandra.write_consistency.
     write_consistency: str = "LOCAL_QUORUM"
@@ -111,25 +117,28 @@ class Locator:
 
     def __init__(self, chunks: Sequence[Range]) -> None:
         self.chunks = list(chunks)
-        self.his = [c.hi for c in self.chunks]
-        self.open_end = bool(self.chunks) and self.chunks[-1].hi is None
-        if self.open_end:
-            self.his = self.his[:-1]
         self.by_key = bool(self.chunks) and self.chunks[0].kind == "key"
-        if self.by_key:
-            self.his = [as_key(h) for h in self.his]
+        bound = as_key if self.by_key else (lambda b: b)
+        # each chunk's bounds as the values compared (key tuples when by key), None = open
+        self.los = [bound(c.lo) for c in self.chunks]
+        self.his = [bound(c.hi) for c in self.chunks]
+        self.open_end = bool(self.chunks) and self.chunks[-1].hi is None
+        self.searched = self.his[:-1] if self.open_end else self.his
 
     def find(self, value: Any) -> int | None:
-        """``value``: a key tuple (or a bare integer key) or a version."""
-        if not self.chunks or value is None:
+        """``value``: a key tuple (or a bare integer key) or a version. Called once per row
+        of a scan: bounds are precomputed, one bisect and two comparisons."""
+        if value is None or not self.chunks:
             return None
-        if self.by_key:
-            value = as_key(value)
-        i = bisect.bisect_left(self.his, value)
+        if self.by_key and not isinstance(value, tuple):
+            value = (value,)
+        i = bisect.bisect_left(self.searched, value)
         if i >= len(self.chunks):
             return None
-        chunk = self.chunks[i]
-        return i if chunk.contains(value) else None
+        lo, hi = self.los[i], self.his[i]
+        if (lo is not None and not value > lo) or (hi is not None and not value <= hi):
+            return None
+        return i
 
 
 @dataclass
@@ -143,17 +152,21 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
          keep: Callable[[Key, int | None], bool] | None = None, splits: int = 64,
          workers: int = 4, fetch_size: int = 5000,
          on_rows: Callable[[int], None] | None = None,
-         throttle: Callable[[int], None] | None = None) -> ScanResult:
+         throttle: Callable[[int], None] | None = None,
+         profile: str | None = None) -> ScanResult:
     """Read ``side``'s whole table; aggregate each row into ``chunk_of(key, version)``.
 
     ``keep(key, version)`` (drill-down pass) keeps the rows it accepts, with
-    their texts and values, in ``ScanResult.kept``.
+    their texts and values, in ``ScanResult.kept``. ``profile``: the execution profile
+    (consistency) of the reads, ``side.profile`` by default.
     """
     from cassandra.query import SimpleStatement
 
     cols = list(side.columns)
     key_is = [cols.index(k) for k in side.keys]
     version_i = cols.index(side.version)
+    key_of = _key_getter(key_is)
+    version_of = side.version_of
     token = f"token({', '.join(side.partition_key)})"
     cql = (f"SELECT {', '.join(cols)} FROM {side.keyspace}.{side.table} "
            f"WHERE {token} > %s AND {token} <= %s")
@@ -162,28 +175,29 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
 
     def one(rng: tuple[int, int]) -> None:
         local = ScanResult()
+        buckets = local.buckets
         statement = SimpleStatement(cql, fetch_size=fetch_size)
-        result = side.session.execute(statement, rng, execution_profile=side.profile)
-        pending = 0
+        result = side.session.execute(statement, rng,
+                                      execution_profile=profile or side.profile)
+        rows = pending = 0
         for row in result:
-            key = tuple(row[i] for i in key_is)
-            version = side.version_of(row[version_i])
-            local.rows += 1
+            key = key_of(row)
+            version = version_of(row[version_i])
+            rows += 1
             pending += 1
             index = chunk_of(key, version)
             kept = keep is not None and keep(key, version)
-            if index is not None or kept:
+            if index is not None:
+                h = hash_values(row)
+                bucket = buckets.get(index)
+                if bucket is None:
+                    buckets[index] = [1, h]
+                else:
+                    bucket[0] += 1
+                    bucket[1] ^= h
+            if kept:
                 texts = tuple(value_text(v) for v in row)
-                h = hash_texts(texts)
-                if index is not None:
-                    bucket = local.buckets.get(index)
-                    if bucket is None:
-                        local.buckets[index] = [1, h]
-                    else:
-                        bucket[0] += 1
-                        bucket[1] ^= h
-                if kept:
-                    local.kept.append(RowInfo(key, version, h, texts, tuple(row)))
+                local.kept.append(RowInfo(key, version, hash_texts(texts), texts, tuple(row)))
             if pending >= fetch_size:
                 if on_rows:
                     on_rows(pending)
@@ -192,6 +206,7 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
                 pending = 0
         if on_rows and pending:
             on_rows(pending)
+        local.rows = rows
         with lock:
             total.rows += local.rows
             for index, (count, xor) in local.buckets.items():
@@ -210,6 +225,14 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
         for future in [pool.submit(attempt, rng) for rng in token_ranges(splits)]:
             future.result()
     return total
+
+
+def _key_getter(indexes: Sequence[int]) -> Callable[[Sequence[Any]], Key]:
+    """A row's key tuple (one column or several) by one C call per row."""
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda row: (row[only],)
+    return cast(Callable[[Sequence[Any]], Key], operator.itemgetter(*indexes))
 
 
 RETRYABLE = frozenset({"OperationTimedOut", "ReadTimeout", "Unavailable", "ReadFailure",

@@ -144,7 +144,8 @@ class VerifyReport:
     since: int | None = None
     until: int | None = None
     sample: float = 1.0
-    consistency: str = ""
+    consistency: str = ""        # Cassandra: the reads that confirm a difference
+    scan_consistency: str = ""   # Cassandra: the checksum pass
     repair: bool = False
     delete_extra: bool = False
     seconds: float = 0.0
@@ -259,6 +260,7 @@ def render_html(report: VerifyReport) -> str:
         f"{_e(report.started_at)}; {report.seconds:.1f} s; sample {report.sample:g}"
         f"{'; repair' if report.repair else ''}"
         f"{'; delete extra' if report.delete_extra else ''}"
+        f"{'; scan consistency ' + _e(report.scan_consistency) if report.scan_consistency else ''}"
         f"{'; consistency ' + _e(report.consistency) if report.consistency else ''}</p>",
         window,
         "<table><tr><th class=l>table</th><th>rows (source)</th><th>rows (target)</th>"

@@ -94,7 +94,9 @@ class VerifyOptions:
     initial_chunk: int = 5000            # first chunk: keys (or rows for text keys)
     max_rows_per_second: int = 0         # all reads together; 0 = unthrottled
     max_load: int = 0                    # pause while Threads_running is above; 0 = off
-    # Cassandra reads: a Consistency or its text (checked by run_verify)
+    # Cassandra reads, each a Consistency or its text (checked by run_verify): the checksum
+    # pass over the whole ring, and the reads that confirm a difference it found
+    scan_consistency: Consistency | str = Consistency.LOCAL_ONE
     consistency: Consistency | str = Consistency.LOCAL_QUORUM
     splits: int = 0                      # Cassandra token sub-ranges; 0 = 16 per worker
     repair: bool = False
@@ -107,11 +109,11 @@ class VerifyOptions:
     reverse: bool = False
 
 
-def consistency_of(value: Consistency | str) -> Consistency:
+def consistency_of(value: Consistency | str, option: str = "--consistency") -> Consistency:
     try:
         return Consistency(value)
     except ValueError:
-        raise FuretError(f"--consistency {value!r} is not one of "
+        raise FuretError(f"{option} {value!r} is not one of "
                          f"{', '.join(Consistency.choices())}") from None
 
 
@@ -276,6 +278,7 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
                progress: Reporter | None = None) -> VerifyReport:
     """Verify (and with ``options.repair`` repair) one flow; see the module docstring."""
     consistency = consistency_of(options.consistency)
+    scan_consistency = consistency_of(options.scan_consistency, "--scan-consistency")
     # the couplings of verify's flags are written once, in the command's contract
     COMMANDS["verify"].check({"repair": options.repair, "delete_extra": options.delete_extra,
                               "overwrite_newer": options.overwrite_newer})
@@ -294,7 +297,8 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
                 else f"{target_settings.where} database {flow.target_database}"),
         started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         since=window.since, until=window.until, sample=options.sample,
-        consistency=consistency.value if to_cassandra else "", repair=options.repair,
+        consistency=consistency.value if to_cassandra else "",
+        scan_consistency=scan_consistency.value if to_cassandra else "", repair=options.repair,
         delete_extra=options.delete_extra)
     with contextlib.ExitStack() as stack:
         if options.repair:
@@ -316,6 +320,8 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
             stack.callback(cluster.shutdown)
             validate_cassandra_flow(flow, session, config.cassandra)
             cq.add_profile(cluster, consistency.value, config.cassandra.local_dc)
+            cq.add_profile(cluster, scan_consistency.value, config.cassandra.local_dc,
+                           cq.SCAN_PROFILE)
         reads = Reads(Throttle(options.max_rows_per_second), options.max_load,
                       options.workers, options.splits)
         stack.callback(reads.conns.close)

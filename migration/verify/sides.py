@@ -387,11 +387,13 @@ class CassandraTargetSide:
         return chunk_of
 
     def _scan(self, chunk_of: Callable[[Key, int | None], int | None],
-              keep: Callable[[Key, int | None], bool] | None = None) -> cq.ScanResult:
+              keep: Callable[[Key, int | None], bool] | None = None,
+              profile: str | None = None) -> cq.ScanResult:
         workers = max(1, self.reads.workers)
         try:
             return cq.scan(self.table, chunk_of, keep, splits=self.reads.splits or 16 * workers,
-                           workers=workers, on_rows=self.on_rows, throttle=self.reads.throttle)
+                           workers=workers, on_rows=self.on_rows, throttle=self.reads.throttle,
+                           profile=profile)
         except FuretError:
             raise
         except Exception as exc:  # driver errors: timeouts, unavailable, invalid query
@@ -403,7 +405,10 @@ class CassandraTargetSide:
         started = time.monotonic()
         locator = cq.Locator([c.rng for c in done])
         taken = {i for i, c in enumerate(done) if c.take}
-        result = self._scan(self._chunk_of(locator, taken, quarantine))
+        # the checksum pass at the scan consistency (one replica by default); a chunk it
+        # finds different is read again by drill() at the confirming consistency
+        result = self._scan(self._chunk_of(locator, taken, quarantine),
+                            profile=self.table.scan_profile)
         for i, chunk in enumerate(done):
             count, xor = result.buckets.get(i, [0, 0])
             chunk.target = (count, xor)

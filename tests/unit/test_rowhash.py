@@ -87,3 +87,24 @@ def test_tables_with_trim_or_lower_are_hashed_on_the_client() -> None:
     assert n.needs_client_hash((ColumnMap("a", "a"), ColumnMap("e", "e", "lower")))
     assert n.needs_client_hash((ColumnMap("e", "e", "trim"),))
     assert n.quote_ident("we`ird") == "`we``ird`"
+
+
+def test_hash_values_is_hash_texts_of_the_values_texts() -> None:
+    """The scan's per-row path (hash_values) and the reference (value_text, hash_texts)
+    agree on every kind of value a driver returns, exact types and subclasses alike."""
+    from cassandra.util import Date
+
+    class Label(str):
+        pass
+
+    rows = [
+        (7, -1, 0, 2**63 - 1, -(2**63), None, "", "a#bé", "N"),
+        (True, False, decimal.Decimal("12.50"), b"N\xc3\xaemes", 1.5, Label("x")),
+        (datetime.datetime(2020, 1, 5, 3, 4, 5), datetime.datetime(2020, 1, 5, 3, 4, 5, 120),
+         datetime.date(2020, 1, 5), Date(datetime.date(1969, 12, 31)),
+         datetime.datetime(2020, 1, 5, tzinfo=datetime.UTC)),
+        (),
+    ]
+    for row in rows:
+        assert n.hash_values(row) == n.hash_texts([n.value_text(v) for v in row]), row
+    assert n.hash_values((True,)) == n.hash_texts(["1"]) != n.hash_values((1.0,))

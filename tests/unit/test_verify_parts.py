@@ -481,6 +481,9 @@ def test_consistency_takes_the_enum_or_its_text_and_names_the_choices() -> None:
                               "QUORUM, LOCAL_QUORUM, ALL")
     with pytest.raises(FuretError, match="--consistency 'TWO'"):
         run_verify(None, VerifyOptions("runtime", consistency="TWO"))  # type: ignore[arg-type]
+    with pytest.raises(FuretError, match="--scan-consistency 'TWO'"):
+        run_verify(None, VerifyOptions("runtime",  # type: ignore[arg-type]
+                                       scan_consistency="TWO"))
 
 
 def test_repair_does_not_import_the_runner() -> None:

@@ -102,3 +102,48 @@ def test_a_timed_out_token_range_is_read_again_and_counted_once() -> None:
     for k in range(1, 7):
         expected ^= hash_texts([str(k), str(100 + k)])
     assert result.buckets[0][1] == expected
+
+
+class _Replicas:
+    """Rows by execution profile: the scan's replica missed key 3's write, which the
+    confirming consistency (a quorum) holds."""
+
+    def __init__(self) -> None:
+        self.profiles: list[str] = []
+
+    def execute(self, statement: Any, rng: tuple[int, int], execution_profile: str) -> Any:
+        self.profiles.append(execution_profile)
+        keys = [k for k in range(1, 7) if execution_profile != cq.SCAN_PROFILE or k != 3]
+        return iter([(k, 100 + k) for k in keys if rng[0] < k * (2**60) <= rng[1]])
+
+
+class _SourceRows:
+    """The source side of the drill-down: the chunk's six rows."""
+
+    def rows(self, chunk: Any) -> dict[str, Any]:
+        return {str(k): mq.RowInfo((k,), 100 + k, hash_texts([str(k), str(100 + k)]))
+                for k in range(1, 7)}
+
+
+def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_level() -> None:
+    """The checksum pass reads at the scan consistency; the chunk it finds short is drilled
+    down at the confirming one, which finds every row: no row is called missing."""
+    from migration.flows.mapping import TableFlow, TargetMap
+    from migration.verify.chunks import Range
+    from migration.verify.planner import Chunk
+    from migration.verify.report import ChunkReport
+    from migration.verify.sides import CassandraTargetSide, Reads
+
+    session = _Replicas()
+    side = cq.CassandraSide(session, "prod", "t", ("k",), "v", ("k", "v"), ("k",), ("k",))
+    tf = TableFlow("t", ("k",), "v", (TargetMap("t", (ColumnMap("k", "k"),
+                                                      ColumnMap("v", "v"))),))
+    target = CassandraTargetSide(side, Reads(workers=1, splits=2), tf)
+    chunk = Chunk(Range(0, "key", None, None), True, ChunkReport(0, "key", None, None))
+    chunk.source = (6, 0)
+    target.bucket([chunk], {})
+    assert chunk.target[0] == 5 and set(session.profiles) == {cq.SCAN_PROFILE}
+    session.profiles.clear()
+    [found] = target.drill([chunk], [chunk], _SourceRows(), {})  # type: ignore[arg-type]
+    assert set(session.profiles) == {cq.PROFILE}
+    assert found.clean, found
