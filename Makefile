@@ -61,13 +61,17 @@ demo: lab-up ## The main job on the lab: provision every host, a migration rehea
 
 BENCH_QUOTES ?= 1000000
 BENCH_LINES  ?= 1000000
-bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, cqlsh COPY, pt-table-sync
+# Other sizes of the growth table and chart (make bench BENCH_GROWTH=100000,5000000: the 5 M
+# point, ~1 h more)
+BENCH_GROWTH ?= 100000
+bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, mydumper, dsbulk, pt-table-sync
 	@bash lab/install-apt-deps.sh bench/apt-packages.txt
 	@FURET_BENCH=1 $(BIN)/pytest -q -p no:cacheprovider \
 		tests/integration/test_server_literals.py -k measure
 	@$(BIN)/ansible-playbook playbooks/site.yml > .cache/bench-site.log || \
 		{ tail -40 .cache/bench-site.log; exit 1; }
-	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES) --lines $(BENCH_LINES)
+	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES) --lines $(BENCH_LINES) \
+		--growth "$(BENCH_GROWTH)"
 
 SOAK_TRIALS      ?= 20
 SOAK_KILL_POINTS ?= 50

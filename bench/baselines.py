@@ -7,10 +7,13 @@
 - mydumper + myloader (Debian's mydumper 0.10.1): the same three tables dumped with 4
   threads in 100,000-row files, then loaded with 4 threads through HAProxy (database
   ``furet_bench`` again).
-- CSV + ``cqlsh COPY FROM``: the quote columns of both Cassandra query tables exported from
-  legacy1 with ``mysql -B`` (tab-separated), then loaded by cqlsh (PyPI package ``cqlsh``,
-  in its own venv under .cache/bench) into twin tables ``prod.bench_<table>`` with the
-  same schema. No write timestamps (COPY cannot set them): again less work than furet.
+- TSV + ``dsbulk load``: the quote columns of both Cassandra query tables exported from
+  legacy1 with ``mysql -B`` (tab-separated, sorted by partition), then loaded by DataStax
+  Bulk Loader 1.10.0 (its modules from Maven Central, bench/dsbulk/pom.xml; run with the
+  build machine's Java 17; batches of 10 statements per replica set, the best settings
+  tried) into twin tables ``prod.bench_<table>`` with the same schema. No write
+  timestamps: less work than furet's ``USING TIMESTAMP`` writes. (``cqlsh COPY FROM``,
+  tried in earlier runs, never finished its first table at 1 M quotes on the lab.)
 
 - ``pt-table-sync --print`` (Debian's percona-toolkit): compares legacy1 and the Galera
   cluster table by table with chunk checksums (the two are not replicas, so it is given
@@ -22,6 +25,8 @@ Passwords reach the client tools through MYSQL_PWD / 0600 option files, never ar
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -30,28 +35,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.lab import REPO, LabEndpoints
-from migration.config import DbSettings
+from migration.cassandra_session import cassandra_session
+from migration.config import CassandraSettings, DbSettings
 from migration.lab.config import lab_ca_file
 
 CACHE = REPO / ".cache" / "bench"
-CQLSH_VERSION = "6.2.2"
+DSBULK_POM = REPO / "bench" / "dsbulk" / "pom.xml"
+DSBULK_HOME = CACHE / "dsbulk"
+DSBULK_MAIN = "com.datastax.oss.dsbulk.runner.DataStaxBulkLoader"
+# Lab-only: guards a trust store that holds the lab CA's public certificate, nothing secret.
+DSBULK_STORE_PASSWORD = "furet-lab-truststore"
 MYDUMPER_THREADS = 4      # mydumper's and myloader's default
 MYDUMPER_ROWS = 100_000   # tables cut in files of this many rows, loaded in parallel
-CQLSH_VENV = CACHE / "cqlsh-venv"
 BENCH_DATABASE = "furet_bench"
 RUNTIME_TABLES = ("customer", "quote", "offer")
 
-# The CSV columns of each Cassandra query table (the mapping of migration/flows/
-# cassandra_prod.yml, written as SQL over lf_runtime.quote).
+# The TSV columns of each Cassandra query table (the mapping of migration/flows/
+# cassandra_prod.yml, written as SQL over lf_runtime.quote), and the export's order: by
+# partition, so that dsbulk's batches hold rows of few partitions (dsbulk's own tuning
+# advice; unsorted, its PARTITION_KEY batches held 1.00 row on average).
 CASSANDRA_EXPORTS = {
     "quotes_by_customer": (
         "customer_id, created_ts, quote_id, uid, product, status, premium_cents, updated_ts",
-        "customer_id, created_ts, id, uid, product, status, premium_cents, updated_ts"),
+        "customer_id, created_ts, id, uid, product, status, premium_cents, updated_ts",
+        "customer_id, created_ts DESC, id"),
     "quotes_by_day": (
         "day, created_ts, quote_id, uid, customer_id, product, status, premium_cents, "
         "updated_ts",
         "DATE(FROM_UNIXTIME(created_ts DIV 1000)), created_ts, id, uid, customer_id, product, "
-        "status, premium_cents, updated_ts"),
+        "status, premium_cents, updated_ts",
+        "1, created_ts, id"),
 }
 
 
@@ -138,76 +151,137 @@ def mydumper_into_galera(lab: LabEndpoints, threads: int = MYDUMPER_THREADS) -> 
                           f"{threads} threads each, tables cut every {MYDUMPER_ROWS:,} rows")
 
 
-def ensure_cqlsh() -> Path:
-    """cqlsh from PyPI in its own venv (it pins its own cassandra-driver)."""
-    cqlsh = CQLSH_VENV / "bin" / "cqlsh"
-    stamp = CQLSH_VENV / f".cqlsh-{CQLSH_VERSION}"
+def ensure_dsbulk() -> Path:
+    """dsbulk's classpath (bench/dsbulk/pom.xml) from Maven Central, once per pom: the
+    directory of jars to run ``DSBULK_MAIN`` with."""
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise SystemExit("bench: dsbulk needs java and mvn (Debian packages "
+                         "openjdk-17-jre-headless and maven)")
+    lib = DSBULK_HOME / "lib"
+    stamp = DSBULK_HOME / f".pom-{hashlib.sha256(DSBULK_POM.read_bytes()).hexdigest()[:12]}"
     if not stamp.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(CQLSH_VENV)], check=True)
-        subprocess.run([str(CQLSH_VENV / "bin" / "pip"), "install", "-q",
-                        "--disable-pip-version-check", f"cqlsh=={CQLSH_VERSION}"], check=True)
+        # a classpath of another pom: its jars must not stay next to this one's
+        shutil.rmtree(lib, ignore_errors=True)
+        result = subprocess.run(["mvn", "-q", "-B", "-f", str(DSBULK_POM),
+                                 "dependency:copy-dependencies", f"-DoutputDirectory={lib}"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"bench: fetching dsbulk from Maven Central failed: "
+                             f"{(result.stdout + result.stderr)[-1500:]}")
         stamp.touch()
-    return cqlsh
+    return lib
 
 
-def _cqlshrc(lab: LabEndpoints) -> Path:
-    rc = CACHE / "cqlshrc"
-    # The ring takes TLS clients only; cqlsh checks the nodes' certificates with the CA.
-    rc.write_text(f"[authentication]\nusername = {lab.cassandra_user}\n"
-                  f"password = {lab.cassandra_password}\n"
-                  f"[connection]\nssl = true\n[ssl]\ncertfile = {lab_ca_file()}\nvalidate = true\n")
-    rc.chmod(0o600)
-    return rc
+def _dsbulk_conf(lab: LabEndpoints) -> Path:
+    """dsbulk's settings file (0600: it holds the lab password, never argv): the ring's
+    nodes, TLS checked against the lab CA (a PKCS12 trust store made from it), the account,
+    and the TSV format of ``mysql -B``."""
+    store = DSBULK_HOME / "truststore.p12"
+    store.unlink(missing_ok=True)  # keytool refuses an alias that is already there
+    subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "furet-lab-ca",
+                    "-file", str(lab_ca_file()), "-keystore", str(store), "-storetype",
+                    "PKCS12", "-storepass", DSBULK_STORE_PASSWORD],
+                   capture_output=True, check=True)
+    nodes = ", ".join(json.dumps(f"{h}:9042") for h in lab.cassandra_hosts)
+    conf = DSBULK_HOME / "bench.conf"
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)
+    conf.write_text(f"""datastax-java-driver {{
+  basic.contact-points = [{nodes}]
+  basic.load-balancing-policy.local-datacenter = {json.dumps(lab.cassandra_dc)}
+  advanced.auth-provider {{
+    class = PlainTextAuthProvider
+    username = {json.dumps(lab.cassandra_user)}
+    password = {json.dumps(lab.cassandra_password)}
+  }}
+  advanced.ssl-engine-factory {{
+    class = DefaultSslEngineFactory
+    truststore-path = {json.dumps(str(store))}
+    truststore-password = {json.dumps(DSBULK_STORE_PASSWORD)}
+  }}
+}}
+dsbulk {{
+  # the best of the settings tried on the lab (1.00 row per PARTITION_KEY batch unsorted;
+  # 200,000 rows: 2,214 rows/s by default, 5,414 sorted by partition with these)
+  batch {{ mode = REPLICA_SET, maxBatchStatements = 10 }}
+  connector.csv {{ delimiter = "\\t", header = false, escape = "\\\\", quote = "\\u0000" }}
+  codec.nullStrings = ["NULL"]
+  log.directory = {json.dumps(str(DSBULK_HOME / "logs"))}
+}}
+""")
+    return conf
 
 
-def _cqlsh(lab: LabEndpoints, statement: str, timeout: int = 7200) -> str:
-    result = subprocess.run(
-        [str(ensure_cqlsh()), "--cqlshrc", str(_cqlshrc(lab)), "--request-timeout", "120",
-         "-e", statement, lab.cassandra_hosts[0]],
-        capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise SystemExit(f"bench: cqlsh failed: {result.stderr[-1500:]}")
-    return result.stdout + result.stderr
-
-
-def cqlsh_copy_into_cassandra(lab: LabEndpoints, workers: int = 0) -> BaselineResult:
-    """``workers`` 0 keeps cqlsh's own NUMPROCESSES default (CPUs - 1: 1 on the build
-    machine). With 4 processes its multi-partition batches pushed a lab node (512 MiB heap)
-    into OutOfMemoryError at 1 M quotes."""
+def _twin_tables(lab: LabEndpoints, drop: bool = False) -> None:
+    """``prod.bench_<table>``: the query tables' schema (migration/target/cql/prod.cql),
+    created empty, or dropped."""
     ddl = (REPO / "migration" / "target" / "cql" / "prod.cql").read_text()
-    for table in CASSANDRA_EXPORTS:
-        start = ddl.index(f"CREATE TABLE IF NOT EXISTS {{keyspace}}.{table}")
-        end = ddl.find(";", start)
-        create = ddl[start:end if end > 0 else None].format(keyspace="prod").replace(
-            f"prod.{table}", f"prod.bench_{table}")
-        _cqlsh(lab, create)
-        _cqlsh(lab, f"TRUNCATE prod.bench_{table}")
+    settings = CassandraSettings(tuple(lab.cassandra_hosts), user=lab.cassandra_user,
+                                 password=lab.cassandra_password, local_dc=lab.cassandra_dc,
+                                 ssl_ca=str(lab_ca_file()))
+    cluster, session = cassandra_session(settings)
+    try:
+        for table in CASSANDRA_EXPORTS:
+            if drop:
+                session.execute(f"DROP TABLE IF EXISTS prod.bench_{table}", timeout=120)
+                continue
+            start = ddl.index(f"CREATE TABLE IF NOT EXISTS {{keyspace}}.{table}")
+            end = ddl.find(";", start)
+            create = ddl[start:end if end > 0 else None].format(keyspace="prod").replace(
+                f"prod.{table}", f"prod.bench_{table}", 1)
+            session.execute(create, timeout=120)
+            session.execute(f"TRUNCATE prod.bench_{table}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
+def dsbulk_into_cassandra(lab: LabEndpoints) -> BaselineResult:
+    """Both query tables exported from legacy1 as TSV (``mysql -B``, sorted by partition),
+    each loaded by ``dsbulk load`` into its twin table: batches of up to 10 statements of one
+    replica set (the unlogged_batch_across_partitions_warn_threshold, as furet's), its other
+    settings at their defaults (LOCAL_ONE writes). The export is inside the time, as
+    furet's reads are."""
+    lib = ensure_dsbulk()
+    conf = _dsbulk_conf(lab)
+    _twin_tables(lab)
     started = time.monotonic()
     rows = 0
     lines = []
-    for table, (columns, select) in CASSANDRA_EXPORTS.items():
-        csv = CACHE / f"{table}.tsv"
-        with csv.open("w") as out:
+    for table, (columns, select, order) in CASSANDRA_EXPORTS.items():
+        tsv = CACHE / f"{table}.tsv"
+        with tsv.open("w") as out:
             subprocess.run(["mysql", "-h", lab.legacy.host, "-u", lab.legacy.user, "-B", "-N",
                             "--init-command=SET time_zone = '+00:00'", "-e",
-                            f"SELECT {select} FROM lf_runtime.quote", "lf_runtime"],
+                            f"SELECT {select} FROM lf_runtime.quote ORDER BY {order}",
+                            "lf_runtime"],
                            env=_env(lab.legacy.password), stdout=out, check=True)
-        output = _cqlsh(lab, f"COPY prod.bench_{table} ({columns}) FROM '{csv}' WITH "
-                             f"DELIMITER = '\t' AND NULL = 'NULL' AND HEADER = false AND "
-                             + (f"NUMPROCESSES = {workers} AND " if workers else "")
-                             # the lab's 512 MiB-heap nodes time out now and then
-                             + f"MAXATTEMPTS = 20 AND ERRFILE = '{CACHE / (table + '.err')}'")
-        imported = [ln for ln in output.splitlines() if "rows imported" in ln]
-        lines += imported
-        if imported:
-            rows += int(imported[-1].split()[0])
-        csv.unlink()
+        mapping = ", ".join(f"{i}={c.strip()}" for i, c in enumerate(columns.split(",")))
+        result = subprocess.run(
+            ["java", "-cp", f"{lib}/*", DSBULK_MAIN, "load", "-f", str(conf),
+             "-url", str(tsv), "-k", "prod", "-t", f"bench_{table}", "-m", mapping],
+            capture_output=True, text=True, timeout=7200)
+        tsv.unlink()
+        summary = _dsbulk_summary(result.stdout + result.stderr)  # its console is stderr
+        if result.returncode != 0 or summary is None:
+            raise SystemExit(f"bench: dsbulk load of {table} failed ({result.returncode}): "
+                             f"{(result.stdout + result.stderr)[-1500:]}")
+        rows += summary[0] - summary[1]
+        lines.append(f"{table}: {summary[0]:,} records, {summary[1]:,} failed")
     seconds = time.monotonic() - started
-    for table in CASSANDRA_EXPORTS:
-        _cqlsh(lab, f"DROP TABLE prod.bench_{table}")
-    return BaselineResult("CSV + cqlsh COPY FROM", rows, seconds,
-                          f"NUMPROCESSES={workers or 'default'}; " + " / ".join(lines))
+    _twin_tables(lab, drop=True)
+    return BaselineResult("TSV + dsbulk load", rows, seconds, "; ".join(lines))
+
+
+def _dsbulk_summary(output: str) -> tuple[int, int] | None:
+    """(total, failed) from dsbulk's closing table ``total | failed | rows/s | ...``."""
+    lines = output.splitlines()
+    found = None  # the last table: dsbulk also prints it as progress while it loads
+    for i, line in enumerate(lines[:-1]):
+        if line.split("|")[0].strip() == "total":
+            cells = [c.strip().replace(",", "") for c in lines[i + 1].split("|")]
+            if len(cells) >= 2 and cells[0].isdigit() and cells[1].isdigit():
+                found = int(cells[0]), int(cells[1])
+    return found
 
 
 def _option_file(name: str, settings: DbSettings) -> Path:

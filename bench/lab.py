@@ -43,6 +43,7 @@ class LabEndpoints:
     cassandra_hosts: list[str]
     cassandra_user: str
     cassandra_password: str
+    cassandra_dc: str           # etl1's data centre: the ring's local DC for clients
 
 
 def endpoints() -> LabEndpoints:
@@ -55,7 +56,8 @@ def endpoints() -> LabEndpoints:
                           ssl_ca=str(lab_ca_file()), ssl_server_name=GALERA_SERVICE_NAME),
         cassandra_hosts=[h.address for h in select_hosts(INVENTORY, ["cassandra"])],
         cassandra_user="furet",
-        cassandra_password=lab_var("etl", "etl_runner_cassandra_password"))
+        cassandra_password=lab_var("etl", "etl_runner_cassandra_password"),
+        cassandra_dc=str(host("etl1").variables.get("dc", "")))
 
 
 @dataclass
@@ -106,7 +108,7 @@ def go_duration(text: str) -> float:
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds used so far by each lab host (its container, as podman counts it) and by
     the client tools this process ran (``controller``: the baselines' mysqldump, mysql,
-    myloader, cqlsh, pt-table-sync run on the build machine, beside the lab)."""
+    myloader, dsbulk, pt-table-sync run on the build machine, beside the lab)."""
     config = load_lab_config(REPO)
     stats = Podman(config.containers_conf).run("stats", "--no-stream", "--format", "json")
     out = {}
@@ -117,6 +119,26 @@ def cpu_seconds() -> dict[str, float]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     out["controller"] = children.ru_utime + children.ru_stime
     return out
+
+
+def settle_cassandra(timeout: float = 900.0) -> float:
+    """Wait until no Cassandra node has compactions pending (the previous load's), so that
+    a measure does not pay for the one before it; the seconds waited."""
+    config = load_lab_config(REPO)
+    podman = Podman(config.containers_conf)
+    nodes = [h.name for h in select_hosts(INVENTORY, ["cassandra"])]
+    started = time.monotonic()
+    while True:
+        pending = 0
+        for node in nodes:
+            stats = podman.run("exec", config.container_prefix + node, "nodetool",
+                               "compactionstats").stdout
+            match = re.search(r"pending tasks:?\s+(\d+)", stats)
+            pending += int(match.group(1)) if match else 0
+        waited = time.monotonic() - started
+        if pending == 0 or waited > timeout:
+            return waited
+        time.sleep(5)
 
 
 def put_text(name: str, path: str, text: str) -> None:

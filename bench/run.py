@@ -1,21 +1,27 @@
 """`make bench`: furet's round 1 on the lab next to the tools a DBA would reach for.
 
-    python -m bench.run [--quotes 1000000] [--skip-cassandra] [--reseed]
+    python -m bench.run [--quotes 1000000] [--growth 100000] [--skip-cassandra] [--reseed]
 
 1. legacy1 seeded with ``--quotes`` quotes (and their customers and offers) unless it
    already holds exactly that many (``--reseed`` forces it); target and Cassandra emptied;
 2. Galera: ``furet round --flow runtime`` (round 1, on etl1 through HAProxy) next to
    ``mysqldump | mysql`` and mydumper + myloader of the same three tables into the same
-   cluster;
+   cluster; ``furet verify`` next to ``pt-table-sync --print``;
 3. Cassandra: ``furet round --flow cassandra_prod`` (round 1: both query tables) next to a
-   CSV export loaded with ``cqlsh COPY FROM`` into twin tables;
-4. a schema furet did not write: ``shop.bench_line``, ``--lines`` rows (default 1 M) with a
+   TSV export loaded with DataStax Bulk Loader (``dsbulk load``) into twin tables; ``furet
+   verify`` of the flow;
+4. 1 % of the quotes updated, then each flow's next round (its time against round 1's);
+5. a schema furet did not write: ``shop.bench_line``, ``--lines`` rows (default 1 M) with a
    composite key (order_id, line_no) and a DATETIME(0) version; its flow generated on etl1
    by ``furet flow init``, its target table by ``furet target schema --apply``; round 1,
    then a round after 1 % of the rows were updated;
-5. one table with rows, seconds, rows/s, furet's ratio to each baseline and furet's peak
+6. one table with rows, seconds, rows/s, furet's ratio to each baseline and furet's peak
    RSS (the furet process on etl1, measured by the kernel), and where the CPU went during
-   each (seconds per lab host, as podman counts them), also written to reports/bench.json.
+   each (seconds per lab host, as podman counts them), also written to reports/bench.json;
+7. how the cost grows: furet's own measures of 2-4 again at each ``--growth`` size
+   (legacy1 re-seeded at that size), a table of rows/s and peak RSS per size, the peak RSS
+   of the largest size against ``--quotes``' (goal: within 20 %), and the chart
+   reports/bench.png (:mod:`bench.chart`).
 
 Everything runs in the same invocation on the same lab, one after the other.
 """
@@ -32,7 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import baselines
-from bench.lab import REPO, cpu_seconds, endpoints, furet_on_etl1, put_text
+from bench.chart import draw_with_own_python
+from bench.lab import REPO, cpu_seconds, endpoints, furet_on_etl1, put_text, settle_cassandra
 from migration.db import connection, query
 from migration.engine import ledger
 
@@ -175,6 +182,105 @@ def composite_rounds(lines: int) -> list[Measure]:
     return [first, second]
 
 
+def touch_one_percent() -> int:
+    """1 % of the quotes updated on legacy1 (a new premium, a newer version), then a wait
+    past the rounds' safety lag so that the next round's window holds them."""
+    with connection(endpoints().legacy) as conn:
+        query(conn, "UPDATE lf_runtime.quote SET premium_cents = IFNULL(premium_cents, 0) + 1, "
+                    "updated_ts = GREATEST(updated_ts + 1, UNIX_TIMESTAMP(NOW(3)) * 1000) "
+                    "WHERE id % 100 = 0")
+        changed = int(query(conn, "SELECT ROW_COUNT()")[0][0])
+    time.sleep(6)  # the safety lag is 5 s
+    return changed
+
+
+def incremental_round(flow: str, target: str, changed: int) -> Measure:
+    """The round after ``touch_one_percent``: its time against round 1's is the goal."""
+    _say(f"furet round of {flow} after {changed:,} updated quotes (1 %)")
+    run = furet_on_etl1("round", "--flow", flow, "--json")
+    summary = run.json()
+    return Measure(target, f"furet 1 % round ({flow})", int(summary["rows_read"]), run.seconds,
+                   f"{summary['rows_written']:,} written; engine "
+                   f"{float(summary['seconds']):.1f} s", run.peak_rss_mib)
+
+
+def furet_measures(galera: bool, cassandra: bool) -> list[Measure]:
+    """furet's own measures at the size legacy1 holds: round 1, verify and a 1 % round,
+    into Galera and into Cassandra (the growth table's points)."""
+    out = []
+    if galera:
+        out.append(profiled(lambda: furet_round("runtime", "Galera")))
+        out.append(profiled(lambda: furet_verify("runtime", "verify Galera")))
+    if cassandra:
+        quiet_ring()
+        out.append(profiled(cassandra_round))
+        quiet_ring()
+        out.append(profiled(lambda: furet_verify("cassandra_prod", "verify Cassandra")))
+    return out + one_percent_rounds(galera, cassandra)
+
+
+def one_percent_rounds(galera: bool, cassandra: bool) -> list[Measure]:
+    """1 % of the quotes updated, then each flow's next round."""
+    changed = touch_one_percent()
+    out = []
+    if galera:
+        out.append(profiled(lambda: incremental_round("runtime", "Galera", changed)))
+    if cassandra:
+        out.append(profiled(lambda: incremental_round("cassandra_prod", "Cassandra", changed)))
+    return out
+
+
+def quiet_ring() -> None:
+    """Each Cassandra measure starts once the ring has compacted what the one before wrote."""
+    waited = settle_cassandra()
+    if waited >= 1:
+        _say(f"waited {waited:.0f} s for the ring's pending compactions")
+
+
+def cassandra_round() -> Measure:
+    measure = furet_round("cassandra_prod", "Cassandra")
+    # Each quote is one row in each of the two query tables.
+    measure.rows *= 2
+    measure.detail = "2 CQL rows per quote; " + measure.detail
+    return measure
+
+
+GROWTH_SHARE = 0.20   # peak RSS at the largest size within 20 % of the main size's
+
+
+def growth_table(points: list[dict], main_quotes: int) -> None:
+    """rows/s and peak RSS of each furet measure at each size, and the RSS check."""
+    sizes = sorted({p["quotes"] for p in points})
+    table = Table("measure", *[f"{q:,} quotes" for q in sizes],
+                  title="how furet's cost grows: rows/s (peak RSS MiB)")
+    by = {(p["measure"], p["quotes"]): p for p in points}
+    for name in dict.fromkeys(p["measure"] for p in points):
+        cells = []
+        for q in sizes:
+            p = by.get((name, q))
+            cells.append("" if p is None else
+                         f"{p['rows_per_second']:,} ({p['peak_rss_mib'] or 0:,.0f})")
+        table.add_row(name, *cells)
+    console.print(table)
+    largest = max(sizes)
+    if largest > main_quotes:
+        for name in dict.fromkeys(p["measure"] for p in points):
+            base, big = by.get((name, main_quotes)), by.get((name, largest))
+            if base and big and base["peak_rss_mib"] and big["peak_rss_mib"]:
+                ratio = big["peak_rss_mib"] / base["peak_rss_mib"]
+                verdict = "flat" if ratio <= 1 + GROWTH_SHARE else "GROWS"
+                console.print(f"  peak RSS {name}: {largest:,} / {main_quotes:,} quotes = "
+                              f"{ratio:.2f} ({verdict}: goal within "
+                              f"{GROWTH_SHARE:.0%})", highlight=False)
+
+
+def _points(measures: list[Measure], quotes: int) -> list[dict]:
+    return [{"quotes": quotes, "measure": f"{m.target}: {m.tool}", "rows": m.rows,
+             "seconds": round(m.seconds, 1), "rows_per_second": round(m.rate),
+             "peak_rss_mib": m.peak_rss_mib}
+            for m in measures if m.tool.startswith("furet") and m.target != "composite key"]
+
+
 @click.command()
 @click.option("--quotes", type=click.IntRange(1000), default=1_000_000, show_default=True)
 @click.option("--reseed", is_flag=True, help="Seed legacy1 again even if it holds --quotes.")
@@ -182,9 +288,17 @@ def composite_rounds(lines: int) -> list[Measure]:
 @click.option("--skip-galera", is_flag=True, help="Cassandra only.")
 @click.option("--lines", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Rows of the composite-key table (shop.bench_line).")
+@click.option("--growth", default="100000", show_default=True,
+              help="Other sizes (quotes, comma-separated; '' = none) at which furet's own "
+                   "measures run again, for the growth table and chart.")
 def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
-         lines: int) -> None:
+         lines: int, growth: str) -> None:
     started = time.monotonic()
+    try:
+        sizes = sorted({int(q) for q in growth.replace(" ", "").split(",") if q} - {quotes})
+    except ValueError:
+        raise click.BadParameter(f"{growth!r}: sizes are whole numbers of quotes",
+                                 param_hint="--growth") from None
     lab = endpoints()
     counts = prepare(quotes, reseed)
     _say(f"legacy rows: {counts}")
@@ -203,21 +317,27 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
         measures.append(profiled(lambda: baseline(
             verify.target, lambda: baselines.pt_table_sync(lab), verify.rows)))
     if not skip_cassandra:
-        cass = profiled(lambda: furet_round("cassandra_prod", "Cassandra"))
-        # Each quote is one row in each of the two query tables.
-        cass.rows *= 2
-        cass.detail = "2 CQL rows per quote; " + cass.detail
-        measures.append(cass)
-        _say("CSV export + cqlsh COPY FROM into twin tables")
-        measures.append(profiled(lambda: baseline(
-            "Cassandra", lambda: baselines.cqlsh_copy_into_cassandra(lab))))
+        quiet_ring()
+        measures.append(profiled(cassandra_round))
+        quiet_ring()
         measures.append(profiled(lambda: furet_verify("cassandra_prod", "verify Cassandra")))
+        _say("TSV export + dsbulk load into twin tables")
+        quiet_ring()
+        measures.append(profiled(lambda: baseline(
+            "Cassandra", lambda: baselines.dsbulk_into_cassandra(lab))))
+    measures += one_percent_rounds(not skip_galera, not skip_cassandra)
     if not skip_galera:
         measures.extend(composite_rounds(lines))
+    points = _points(measures, quotes)
+    for size in sizes:
+        prepare(size, reseed=False)
+        _say(f"furet's own measures at {size:,} quotes (growth)")
+        points += _points(furet_measures(not skip_galera, not skip_cassandra), size)
     table = Table("target", "tool", "rows", "seconds", "rows/s", "furet / baseline",
                   "peak RSS MiB",
                   title=f"make bench: {quotes:,} quotes on the lab")
-    report: dict = {"quotes": quotes, "legacy_rows": counts, "measures": [], "ratios": {}}
+    report: dict = {"quotes": quotes, "legacy_rows": counts, "measures": [], "ratios": {},
+                    "growth": points}
     for m in measures:
         furet = next(x for x in measures if x.target == m.target and x.tool.startswith("furet"))
         ratio = ("" if m.tool.startswith("furet") or not m.rate
@@ -230,16 +350,29 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
     console.print(table)
     for m in measures:
         console.print(f"  {m.tool}: {m.detail}", highlight=False)
+    for target in ("Galera", "Cassandra"):
+        first = next((m for m in measures if m.target == target
+                      and m.tool.startswith("furet round 1")), None)
+        inc = next((m for m in measures if m.target == target
+                    and m.tool.startswith("furet 1 %")), None)
+        if first and inc and first.seconds:
+            share = inc.seconds / first.seconds
+            report["ratios"][f"{target}: 1 % round / round 1"] = round(share, 4)
+            console.print(f"  {target}: the 1 % round took {share:.1%} of round 1's time "
+                          f"(goal under 5 %)", highlight=False)
     _say("where the CPU went (seconds per lab host; controller: the baselines' clients)")
     for m in measures:
         if m.cpu_s:
             console.print(f"  {m.target}, {m.tool}, {m.seconds:.0f} s: {m.profile()}",
                           highlight=False)
+    growth_table(points, quotes)
     report["seconds"] = round(time.monotonic() - started, 1)
     out = REPO / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    _say(f"done in {report['seconds']:.0f} s; {out.relative_to(REPO)}")
+    png = out.with_suffix(".png")
+    draw_with_own_python(out, png)
+    _say(f"done in {report['seconds']:.0f} s; {out.relative_to(REPO)}, {png.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

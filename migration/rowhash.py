@@ -78,6 +78,31 @@ _TEXT_BY_TYPE: dict[type, Callable[[Any], str]] = {
 }
 
 
+def _cassandra_dates() -> None:
+    """The driver's ``date`` values (cassandra.util.Date, a Python object per cell) by day
+    number: a query table partitioned by day holds few distinct days, each text built once
+    (the cache is emptied past ``DATE_TEXTS`` days, so its memory stays bounded)."""
+    try:
+        from cassandra.util import Date
+    except ImportError:  # the driver is furet's dependency; without it there is no Date
+        return
+    texts: dict[int, str] = {}
+
+    def date_text(value: Any) -> str:
+        text = texts.get(value.days_from_epoch)
+        if text is None:
+            if len(texts) >= DATE_TEXTS:
+                texts.clear()
+            text = texts[value.days_from_epoch] = str(value_text(value))
+        return text
+
+    _TEXT_BY_TYPE[Date] = date_text
+
+
+DATE_TEXTS = 100_000
+_cassandra_dates()
+
+
 def hash_values(values: Iterable[Any]) -> int:
     """``hash_texts`` of the values' canonical texts, without building the texts' tuple:
     the per-row path of a Cassandra scan (one dict lookup per value instead of

@@ -19,3 +19,54 @@ def test_profile_names_the_hosts_that_used_the_most_cpu() -> None:
     m = Measure("Galera", "furet round 1 (runtime)", 100, 10.0,
                 cpu_s={"galera1": 40.4, "etl1": 12.0, "galera2": 30.2, "app1": 0.3})
     assert m.profile() == "83 s CPU: galera1 40, galera2 30, etl1 12"
+
+
+DSBULK_CONSOLE = """Operation directory: .cache/bench/dsbulk/logs/LOAD_20261202-125715-281522
+total | failed | rows/s | p50ms |  p99ms | p999ms | batches
+4,367 |      0 |    766 | 34.32 | 202.38 | 285.21 |    1.57
+total | failed | rows/s | p50ms |  p99ms | p999ms | batches
+1,000,000 |      7 |    766 | 34.32 | 202.38 | 285.21 |    1.57
+Operation LOAD_20261202-125715-281522 completed successfully in 1 second.
+"""
+
+
+def test_dsbulk_closing_table_gives_records_and_failures() -> None:
+    from bench.baselines import _dsbulk_summary
+
+    assert _dsbulk_summary(DSBULK_CONSOLE) == (1_000_000, 7)
+    assert _dsbulk_summary("Operation directory: x\nOperation LOAD failed.\n") is None
+
+
+def _point(quotes: int, measure: str, rate: int, rss: float) -> dict:
+    return {"quotes": quotes, "measure": measure, "rows_per_second": rate,
+            "peak_rss_mib": rss}
+
+
+def test_the_chart_series_are_per_measure_in_size_order() -> None:
+    from bench.chart import series
+
+    growth = [_point(1_000_000, "Galera: round 1", 40_000, 51.0),
+              _point(100_000, "Galera: round 1", 30_000, 50.0),
+              _point(100_000, "Cassandra: verify", 90_000, 99.0)]
+    assert series(growth) == {"Galera: round 1": [(100_000, 30_000.0, 50.0),
+                                                  (1_000_000, 40_000.0, 51.0)],
+                              "Cassandra: verify": [(100_000, 90_000.0, 99.0)]}
+
+
+def test_the_growth_table_checks_peak_rss_of_the_largest_size(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from bench import run
+
+    out = io.StringIO()
+    monkeypatch.setattr(run, "console", Console(file=out, width=200))
+    run.growth_table([_point(1_000_000, "Galera: round 1", 40_000, 50.0),
+                      _point(5_000_000, "Galera: round 1", 41_000, 59.0),
+                      _point(1_000_000, "Galera: verify", 120_000, 50.0),
+                      _point(5_000_000, "Galera: verify", 110_000, 61.0)], 1_000_000)
+    text = out.getvalue()
+    assert "40,000 (50)" in text and "41,000 (59)" in text
+    assert "Galera: round 1: 5,000,000 / 1,000,000 quotes = 1.18 (flat" in text
+    assert "Galera: verify: 5,000,000 / 1,000,000 quotes = 1.22 (GROWS" in text

@@ -108,3 +108,6 @@ def test_hash_values_is_hash_texts_of_the_values_texts() -> None:
     for row in rows:
         assert n.hash_values(row) == n.hash_texts([n.value_text(v) for v in row]), row
     assert n.hash_values((True,)) == n.hash_texts(["1"]) != n.hash_values((1.0,))
+    # a Cassandra date's text is built once per day number, and the same text each time
+    for days in (-1, 0, 19_000, 19_000, 2_900_000):
+        assert n.hash_values((Date(days),)) == n.hash_texts([n.value_text(Date(days))])
