@@ -66,9 +66,10 @@ def draw(report: Path, png: Path) -> None:
         raise SystemExit(f"bench: {report} has no growth points to draw")
     fig, (rate, rss) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     for measure, points in lines.items():
-        sizes = [q for q, _, _ in points]
-        rate.plot(sizes, [r for _, r, _ in points], marker="o", label=measure)
-        rss.plot(sizes, [m or 0 for _, _, m in points], marker="o", label=measure)
+        rate.plot([q for q, _, _ in points], [r for _, r, _ in points], marker="o",
+                  label=measure)
+        measured = [(q, m) for q, _, m in points if m is not None]  # a baseline has none
+        rss.plot([q for q, _ in measured], [m for _, m in measured], marker="o", label=measure)
     for axis, title, unit in ((rate, "furet throughput", "rows/s"),
                               (rss, "furet peak RSS", "MiB")):
         axis.set_xscale("log")

@@ -166,12 +166,8 @@ def composite_rounds(lines: int) -> list[Measure]:
     furet_on_etl1("target", "schema", "--flow", BENCH_FLOW, "--apply")
     first = furet_round(BENCH_FLOW, "composite key")
     first.tool = "furet round 1 (shop.bench_line)"
-    with connection(lab.legacy) as conn:
-        changed = int(query(conn, "SELECT COUNT(*) FROM shop.bench_line WHERE "
-                                  "order_id % 100 = 0")[0][0])
-        query(conn, "UPDATE shop.bench_line SET qty = qty + 1, updated_at = UTC_TIMESTAMP() "
-                    "WHERE order_id % 100 = 0")
-    time.sleep(6)  # past the safety lag (5 s): the next round's window holds the updates
+    changed = update_legacy("UPDATE shop.bench_line SET qty = qty + 1, "
+                            "updated_at = UTC_TIMESTAMP() WHERE order_id % 100 = 0")
     _say(f"furet round 2 of {BENCH_FLOW} after {changed:,} updated rows")
     run = furet_on_etl1("round", "--flow", BENCH_FLOW, "--json")
     summary = run.json()
@@ -182,16 +178,25 @@ def composite_rounds(lines: int) -> list[Measure]:
     return [first, second]
 
 
-def touch_one_percent() -> int:
-    """1 % of the quotes updated on legacy1 (a new premium, a newer version), then a wait
-    past the rounds' safety lag so that the next round's window holds them."""
+SAFETY_LAG_S = 5.0  # rounds.safety_lag_ms of etl1's furet.yml (the default, 5,000)
+
+
+def update_legacy(sql: str) -> int:
+    """``sql`` (an UPDATE) run on legacy1, then a wait past the rounds' safety lag so that
+    the next round's window holds the rows it changed; how many it changed."""
     with connection(endpoints().legacy) as conn:
-        query(conn, "UPDATE lf_runtime.quote SET premium_cents = IFNULL(premium_cents, 0) + 1, "
-                    "updated_ts = GREATEST(updated_ts + 1, UNIX_TIMESTAMP(NOW(3)) * 1000) "
-                    "WHERE id % 100 = 0")
+        query(conn, sql)
         changed = int(query(conn, "SELECT ROW_COUNT()")[0][0])
-    time.sleep(6)  # the safety lag is 5 s
+    time.sleep(SAFETY_LAG_S + 1)
     return changed
+
+
+def touch_one_percent() -> int:
+    """1 % of the quotes updated on legacy1: a new premium, a newer version."""
+    return update_legacy(
+        "UPDATE lf_runtime.quote SET premium_cents = IFNULL(premium_cents, 0) + 1, "
+        "updated_ts = GREATEST(updated_ts + 1, UNIX_TIMESTAMP(NOW(3)) * 1000) "
+        "WHERE id % 100 = 0")
 
 
 def incremental_round(flow: str, target: str, changed: int) -> Measure:
@@ -226,6 +231,7 @@ def one_percent_rounds(galera: bool, cassandra: bool) -> list[Measure]:
     if galera:
         out.append(profiled(lambda: incremental_round("runtime", "Galera", changed)))
     if cassandra:
+        quiet_ring()
         out.append(profiled(lambda: incremental_round("cassandra_prod", "Cassandra", changed)))
     return out
 
@@ -245,11 +251,15 @@ def cassandra_round() -> Measure:
     return measure
 
 
-GROWTH_SHARE = 0.20   # peak RSS at the largest size within 20 % of the main size's
+GROWTH_SHARE = 0.20   # peak RSS at the largest size within 20 % of the reference size's
+# The main table's rows, grouped by what is measured (furet's measure first in each).
+TARGETS = ("Galera", "verify Galera", "Cassandra", "verify Cassandra", "composite key")
 
 
 def growth_table(points: list[dict], main_quotes: int) -> None:
-    """rows/s and peak RSS of each furet measure at each size, and the RSS check."""
+    """rows/s and peak RSS of each furet measure at each size, and the RSS check: the
+    largest size against ``main_quotes`` (the 5 M run: against 1 M), or against the
+    smallest when ``main_quotes`` is the largest."""
     sizes = sorted({p["quotes"] for p in points})
     table = Table("measure", *[f"{q:,} quotes" for q in sizes],
                   title="how furet's cost grows: rows/s (peak RSS MiB)")
@@ -263,13 +273,14 @@ def growth_table(points: list[dict], main_quotes: int) -> None:
         table.add_row(name, *cells)
     console.print(table)
     largest = max(sizes)
-    if largest > main_quotes:
+    reference = main_quotes if largest > main_quotes else min(sizes)
+    if largest > reference:
         for name in dict.fromkeys(p["measure"] for p in points):
-            base, big = by.get((name, main_quotes)), by.get((name, largest))
+            base, big = by.get((name, reference)), by.get((name, largest))
             if base and big and base["peak_rss_mib"] and big["peak_rss_mib"]:
                 ratio = big["peak_rss_mib"] / base["peak_rss_mib"]
                 verdict = "flat" if ratio <= 1 + GROWTH_SHARE else "GROWS"
-                console.print(f"  peak RSS {name}: {largest:,} / {main_quotes:,} quotes = "
+                console.print(f"  peak RSS {name}: {largest:,} / {reference:,} quotes = "
                               f"{ratio:.2f} ({verdict}: goal within "
                               f"{GROWTH_SHARE:.0%})", highlight=False)
 
@@ -297,37 +308,34 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
     try:
         sizes = sorted({int(q) for q in growth.replace(" ", "").split(",") if q} - {quotes})
     except ValueError:
-        raise click.BadParameter(f"{growth!r}: sizes are whole numbers of quotes",
-                                 param_hint="--growth") from None
+        sizes = [0]
+    if any(size < 1000 for size in sizes):
+        raise click.BadParameter(f"{growth!r}: sizes are whole numbers of quotes, 1000 or "
+                                 "more", param_hint="--growth")
     lab = endpoints()
     counts = prepare(quotes, reseed)
     _say(f"legacy rows: {counts}")
-    measures: list[Measure] = []
+    # furet's measures first, as at the growth sizes (no baseline's load before them)
+    measures = furet_measures(not skip_galera, not skip_cassandra)
     if not skip_galera:
-        measures.append(profiled(lambda: furet_round("runtime", "Galera")))
         _say("mysqldump | mysql into the same Galera cluster")
         measures.append(profiled(lambda: baseline(
             "Galera", lambda: baselines.mysqldump_into_galera(lab))))
         _say("mydumper, then myloader into the same Galera cluster")
         measures.append(profiled(lambda: baseline(
             "Galera", lambda: baselines.mydumper_into_galera(lab))))
-        verify = profiled(lambda: furet_verify("runtime", "verify Galera"))
-        measures.append(verify)
         _say("pt-table-sync --print over the same tables")
+        verify = next(m for m in measures if m.target == "verify Galera")
         measures.append(profiled(lambda: baseline(
             verify.target, lambda: baselines.pt_table_sync(lab), verify.rows)))
     if not skip_cassandra:
-        quiet_ring()
-        measures.append(profiled(cassandra_round))
-        quiet_ring()
-        measures.append(profiled(lambda: furet_verify("cassandra_prod", "verify Cassandra")))
         _say("TSV export + dsbulk load into twin tables")
         quiet_ring()
         measures.append(profiled(lambda: baseline(
             "Cassandra", lambda: baselines.dsbulk_into_cassandra(lab))))
-    measures += one_percent_rounds(not skip_galera, not skip_cassandra)
     if not skip_galera:
         measures.extend(composite_rounds(lines))
+    measures.sort(key=lambda m: TARGETS.index(m.target))
     points = _points(measures, quotes)
     for size in sizes:
         prepare(size, reseed=False)

@@ -78,13 +78,14 @@ _TEXT_BY_TYPE: dict[type, Callable[[Any], str]] = {
 }
 
 
-def _cassandra_dates() -> None:
-    """The driver's ``date`` values (cassandra.util.Date, a Python object per cell) by day
-    number: a query table partitioned by day holds few distinct days, each text built once
-    (the cache is emptied past ``DATE_TEXTS`` days, so its memory stays bounded)."""
-    try:
-        from cassandra.util import Date
-    except ImportError:  # the driver is furet's dependency; without it there is no Date
+def register_cassandra_dates() -> None:
+    """Texts of the driver's ``date`` values (cassandra.util.Date, a Python object per cell)
+    by day number: a query table partitioned by day holds few distinct days, each text built
+    once (the cache is emptied past ``DATE_TEXTS`` days, so its memory stays bounded).
+    Called by the Cassandra scans (the driver is imported only where it is used)."""
+    from cassandra.util import Date
+
+    if Date in _TEXT_BY_TYPE:
         return
     texts: dict[int, str] = {}
 
@@ -100,7 +101,6 @@ def _cassandra_dates() -> None:
 
 
 DATE_TEXTS = 100_000
-_cassandra_dates()
 
 
 def hash_values(values: Iterable[Any]) -> int:

@@ -34,7 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from migration.canonical import value_text
 from migration.engine.keys import Key
 from migration.engine.versions import EPOCH, US, VersionCodec
-from migration.rowhash import hash_texts, hash_values
+from migration.rowhash import hash_texts, hash_values, register_cassandra_dates
 from migration.verify.chunks import Range, as_key
 from migration.verify.mysql_checksum import INTEGER_VERSION, RowInfo
 
@@ -162,6 +162,7 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
     """
     from cassandra.query import SimpleStatement
 
+    register_cassandra_dates()
     cols = list(side.columns)
     key_is = [cols.index(k) for k in side.keys]
     version_i = cols.index(side.version)

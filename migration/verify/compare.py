@@ -3,7 +3,8 @@ the mismatching chunks drilled down to rows.
 
 A chunk is ``mismatch`` when its two (count, BIT_XOR) differ, and ``transient`` when its
 drill-down then finds nothing: the rows changed between the checksum and the drill-down
-(live traffic on the source). Each side reads the way its store allows
+(live traffic on the source), or, on Cassandra, the one replica the checksum pass read
+lacked writes that the confirming consistency finds. Each side reads the way its store allows
 (:class:`~migration.verify.sides.Side`); this module never asks which store it is.
 """
 
@@ -132,7 +133,8 @@ class Comparer:
                 chunk.report.different = len(classified.different)
                 if classified.clean:
                     # the rows changed between the checksum and the drill-down (live
-                    # traffic on the source): nothing differs at row level any more
+                    # traffic on the source), or a Cassandra replica the checksum pass
+                    # read lacked writes: nothing differs at row level
                     chunk.report.status = "transient"
                 merge(result, classified)
         self.progress.phase(pair.name, "compared")

@@ -105,7 +105,9 @@ class TableReport:
     source_rows: int = 0
     target_rows: int = 0
     mismatching_chunks: int = 0
-    transient_chunks: int = 0    # checksums differed, the rows no longer did (live source)
+    # checksums differed, the rows no longer did (live source; a Cassandra replica the
+    # checksum pass read lacked writes)
+    transient_chunks: int = 0
     missing: int = 0
     extra: int = 0
     different: int = 0

@@ -117,6 +117,14 @@ def consistency_of(value: Consistency | str, option: str = "--consistency") -> C
                          f"{', '.join(Consistency.choices())}") from None
 
 
+def _scan_profile(options: VerifyOptions) -> str:
+    """The checksum pass's execution profile: its own when its consistency is not the
+    confirming one (a chunk it finds different is then checksummed again at that one)."""
+    if consistency_of(options.scan_consistency) == consistency_of(options.consistency):
+        return cq.PROFILE
+    return cq.SCAN_PROFILE
+
+
 # --- building the pairs -------------------------------------------------------------------
 
 def _sql_target_side(flow: Flow, tf: TableFlow, tm: TargetMap, settings: DbSettings,
@@ -197,7 +205,8 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
                 table = cq.CassandraSide(
                     session, flow.target_database, tm.table, tf.target_keys(tm),
                     tm.target_of(tf.version) or tf.version, names, part, primary, codec=codec,
-                    write_consistency=config.cassandra.write_consistency)
+                    write_consistency=config.cassandra.write_consistency,
+                    scan_profile=_scan_profile(options))
                 tgt = CassandraTargetSide(table, reads, tf, progress,
                                           f"{tf.source} -> {tm.table}", table_window)
             else:
@@ -320,8 +329,9 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
             stack.callback(cluster.shutdown)
             validate_cassandra_flow(flow, session, config.cassandra)
             cq.add_profile(cluster, consistency.value, config.cassandra.local_dc)
-            cq.add_profile(cluster, scan_consistency.value, config.cassandra.local_dc,
-                           cq.SCAN_PROFILE)
+            if _scan_profile(options) == cq.SCAN_PROFILE:
+                cq.add_profile(cluster, scan_consistency.value, config.cassandra.local_dc,
+                               cq.SCAN_PROFILE)
         reads = Reads(Throttle(options.max_rows_per_second), options.max_load,
                       options.workers, options.splits)
         stack.callback(reads.conns.close)

@@ -403,20 +403,43 @@ class CassandraTargetSide:
     def bucket(self, done: Sequence[Chunk], quarantine: Quarantine) -> float:
         self.progress.phase(self.label, "cassandra scan")
         started = time.monotonic()
-        locator = cq.Locator([c.rng for c in done])
-        taken = {i for i, c in enumerate(done) if c.take}
         # the checksum pass at the scan consistency (one replica by default); a chunk it
-        # finds different is read again by drill() at the confirming consistency
-        result = self._scan(self._chunk_of(locator, taken, quarantine),
-                            profile=self.table.scan_profile)
-        for i, chunk in enumerate(done):
-            count, xor = result.buckets.get(i, [0, 0])
-            chunk.target = (count, xor)
-            chunk.report.target_rows = count
+        # finds different is checksummed again by drill() at the confirming consistency
+        self._checksums(done, [c for c in done if c.take], quarantine, self.table.scan_profile)
         return time.monotonic() - started
+
+    def _checksums(self, done: Sequence[Chunk], chunks: Sequence[Chunk],
+                   quarantine: Quarantine, profile: str) -> None:
+        """(count, BIT_XOR) of ``chunks`` (some of ``done``) in one pass over the ring."""
+        locator = cq.Locator([c.rng for c in done])
+        wanted = {id(c) for c in chunks}
+        indexes = {i for i, c in enumerate(done) if id(c) in wanted}
+        result = self._scan(self._chunk_of(locator, indexes, quarantine), profile=profile)
+        for i, chunk in enumerate(done):
+            if i in indexes or not chunk.take:
+                count, xor = result.buckets.get(i, [0, 0])
+                chunk.target = (count, xor)
+                chunk.report.target_rows = count
 
     def drill(self, done: Sequence[Chunk], bad: Sequence[Chunk], source: MariaDbSide,
               quarantine: Quarantine) -> list[Classified]:
+        """Checksums of ``bad`` again at the confirming consistency when the pass read at
+        another (a replica that missed writes, or was rebuilt, makes many chunks differ:
+        only those still different are read row by row, and held), then their rows."""
+        if self.table.scan_profile != self.table.profile:
+            self.progress.phase(self.label, f"checksums of {len(bad)} chunks again at the "
+                                            "confirming consistency")
+            self._checksums(done, bad, quarantine, self.table.profile)
+            confirmed = [c for c in bad if c.source != c.target]
+            found = dict(zip([id(c) for c in confirmed],
+                             self._drill(done, confirmed, source, quarantine), strict=True))
+            return [found.get(id(c), Classified()) for c in bad]
+        return self._drill(done, bad, source, quarantine)
+
+    def _drill(self, done: Sequence[Chunk], bad: Sequence[Chunk], source: MariaDbSide,
+               quarantine: Quarantine) -> list[Classified]:
+        if not bad:
+            return []
         window = self.window
         locator = cq.Locator([c.rng for c in done])
         index_of = {id(c): i for i, c in enumerate(done)}
@@ -477,7 +500,8 @@ class CassandraTargetSide:
             f"{side.keyspace}.{side.table} WHERE {where}")
         out: list[int | None] = []
         for _, result in execute_concurrent_with_args(side.session, statement,
-                                                      list(primary_keys), concurrency=64):
+                                                      list(primary_keys), concurrency=64,
+                                                      execution_profile=side.profile):
             row = result.one()
             stamps = [int(v) for v in row if v is not None] if row is not None else []
             out.append(max(stamps) if stamps else None)

@@ -109,5 +109,22 @@ def test_hash_values_is_hash_texts_of_the_values_texts() -> None:
         assert n.hash_values(row) == n.hash_texts([n.value_text(v) for v in row]), row
     assert n.hash_values((True,)) == n.hash_texts(["1"]) != n.hash_values((1.0,))
     # a Cassandra date's text is built once per day number, and the same text each time
+    n.register_cassandra_dates()
     for days in (-1, 0, 19_000, 19_000, 2_900_000):
         assert n.hash_values((Date(days),)) == n.hash_texts([n.value_text(Date(days))])
+
+
+def test_the_date_texts_cache_stays_bounded(monkeypatch) -> None:
+    from cassandra.util import Date
+
+    n.register_cassandra_dates()
+    monkeypatch.setattr(n, "DATE_TEXTS", 3)
+    to_text = n._TEXT_BY_TYPE[Date]
+    cache = next(c.cell_contents for c in to_text.__closure__ if isinstance(c.cell_contents,
+                                                                              dict))
+    cache.clear()
+    calls = []
+    monkeypatch.setattr(n, "value_text", lambda v: calls.append(v) or "text")
+    for days in (1, 2, 1, 3, 1, 4):
+        assert to_text(Date(days)) == "text"
+    assert len(calls) == 4 and len(cache) == 1  # day 1 once, then cleared at the 4th day

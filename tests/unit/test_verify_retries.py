@@ -126,8 +126,10 @@ class _SourceRows:
 
 
 def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_level() -> None:
-    """The checksum pass reads at the scan consistency; the chunk it finds short is drilled
-    down at the confirming one, which finds every row: no row is called missing."""
+    """The checksum pass reads at the scan consistency; the chunk it finds short is
+    checksummed again at the confirming one, which finds every row: the chunk is not read
+    row by row (no row held) and no row is called missing. A chunk still different there
+    is drilled down at the confirming consistency."""
     from migration.flows.mapping import TableFlow, TargetMap
     from migration.verify.chunks import Range
     from migration.verify.planner import Chunk
@@ -140,10 +142,19 @@ def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_le
                                                       ColumnMap("v", "v"))),))
     target = CassandraTargetSide(side, Reads(workers=1, splits=2), tf)
     chunk = Chunk(Range(0, "key", None, None), True, ChunkReport(0, "key", None, None))
-    chunk.source = (6, 0)
+    rows = _SourceRows().rows(chunk)
+    xor = 0
+    for row in rows.values():
+        xor ^= row.hash
+    chunk.source = (6, xor)
     target.bucket([chunk], {})
     assert chunk.target[0] == 5 and set(session.profiles) == {cq.SCAN_PROFILE}
     session.profiles.clear()
     [found] = target.drill([chunk], [chunk], _SourceRows(), {})  # type: ignore[arg-type]
-    assert set(session.profiles) == {cq.PROFILE}
-    assert found.clean, found
+    assert session.profiles == [cq.PROFILE] * 2  # one checksum pass (2 splits), no drill
+    assert found.clean and chunk.target == chunk.source and chunk.report.target_rows == 6
+
+    chunk.source = (7, xor ^ 1)   # still different at the confirming level: rows are read
+    session.profiles.clear()
+    [found] = target.drill([chunk], [chunk], _SourceRows(), {})  # type: ignore[arg-type]
+    assert session.profiles == [cq.PROFILE] * 4 and found.clean
