@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.lab import REPO, LabEndpoints
+from bench.steps import run_or_exit
 from migration.cassandra_session import cassandra_session
 from migration.config import CassandraSettings, DbSettings
 from migration.lab.config import lab_ca_file
@@ -165,12 +166,8 @@ def ensure_dsbulk() -> Path:
         shutil.rmtree(lib, ignore_errors=True)
         for old in DSBULK_HOME.glob(".pom-*"):
             old.unlink()
-        result = subprocess.run(["mvn", "-q", "-B", "-f", str(DSBULK_POM),
-                                 "dependency:copy-dependencies", f"-DoutputDirectory={lib}"],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"bench: fetching dsbulk from Maven Central failed: "
-                             f"{(result.stdout + result.stderr)[-1500:]}")
+        run_or_exit(["mvn", "-q", "-B", "-f", str(DSBULK_POM), "dependency:copy-dependencies",
+                     f"-DoutputDirectory={lib}"], "fetching dsbulk from Maven Central")
         stamp.touch()
     return lib
 

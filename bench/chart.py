@@ -2,8 +2,8 @@
 
 Drawn with matplotlib (the plotting library everyone reads), installed only for the bench,
 in a venv of its own under .cache/bench (``ensure_python``): the project's venv and
-`make test` never carry it. This module imports nothing of furet, so that venv's python
-runs it as ``python -m bench.chart JSON PNG``.
+`make test` never carry it. This module imports nothing of furet (bench.steps is the
+standard library only), so that venv's python runs it as ``python -m bench.chart JSON PNG``.
 
 Two panels over the table size (quotes, log scale): rows/s of each furet measure, and
 furet's peak RSS for the same measures.
@@ -12,9 +12,10 @@ furet's peak RSS for the same measures.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from bench.steps import run_or_exit
 
 MATPLOTLIB = "matplotlib==3.10.8"
 REPO = Path(__file__).resolve().parent.parent
@@ -26,23 +27,17 @@ def ensure_python() -> Path:
     python = VENV / "bin" / "python"
     stamp = VENV / f".{MATPLOTLIB}"
     if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        result = subprocess.run([str(python), "-m", "pip", "install", "-q",
-                                 "--disable-pip-version-check", MATPLOTLIB],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"bench: installing {MATPLOTLIB} failed: "
-                             f"{(result.stdout + result.stderr)[-1500:]}")
+        run_or_exit([sys.executable, "-m", "venv", "--clear", str(VENV)], "the chart venv")
+        run_or_exit([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                     MATPLOTLIB], f"installing {MATPLOTLIB}")
         stamp.touch()
     return python
 
 
 def draw_with_own_python(report: Path, png: Path) -> None:
     """Draw ``png`` from ``report`` in the chart venv (from the project's python)."""
-    result = subprocess.run([str(ensure_python()), "-m", "bench.chart", str(report), str(png)],
-                            cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"bench: drawing {png.name} failed: {result.stderr[-1500:]}")
+    run_or_exit([str(ensure_python()), "-m", "bench.chart", str(report), str(png)],
+                f"drawing {png.name}", cwd=REPO)
 
 
 def series(growth: list[dict]) -> dict[str, list[tuple[int, float, float | None]]]:

@@ -107,15 +107,11 @@ def hash_values(values: Iterable[Any]) -> int:
     """``hash_texts`` of the values' canonical texts, without building the texts' tuple:
     the per-row path of a Cassandra scan (one dict lookup per value instead of
     value_text's chain of type checks)."""
-    parts = []
     text_of = _TEXT_BY_TYPE.get
+    parts = []
     for value in values:
-        if value is None:
-            parts.append(NULL_FIELD)
-            continue
-        to_text = text_of(type(value))
-        text = to_text(value) if to_text is not None else str(value_text(value))
-        parts.append(f"{len(text)}:{text}")
+        to_text = text_of(type(value))  # None's type is not there: value_text gives None
+        parts.append(field(to_text(value) if to_text is not None else value_text(value)))
     return _md5_64(SEPARATOR.join(parts))
 
 

@@ -122,8 +122,8 @@ class Locator:
         # each chunk's bounds as the values compared (key tuples when by key), None = open
         self.los = [bound(c.lo) for c in self.chunks]
         self.his = [bound(c.hi) for c in self.chunks]
-        self.open_end = bool(self.chunks) and self.chunks[-1].hi is None
-        self.searched = self.his[:-1] if self.open_end else self.his
+        # an open last chunk takes whatever is past the others' upper bounds
+        self.searched = self.his[:-1] if self.his and self.his[-1] is None else self.his
 
     def find(self, value: Any) -> int | None:
         """``value``: a key tuple (or a bare integer key) or a version. Called once per row

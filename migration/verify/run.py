@@ -117,14 +117,6 @@ def consistency_of(value: Consistency | str, option: str = "--consistency") -> C
                          f"{', '.join(Consistency.choices())}") from None
 
 
-def _scan_profile(options: VerifyOptions) -> str:
-    """The checksum pass's execution profile: its own when its consistency is not the
-    confirming one (a chunk it finds different is then checksummed again at that one)."""
-    if consistency_of(options.scan_consistency) == consistency_of(options.consistency):
-        return cq.PROFILE
-    return cq.SCAN_PROFILE
-
-
 # --- building the pairs -------------------------------------------------------------------
 
 def _sql_target_side(flow: Flow, tf: TableFlow, tm: TargetMap, settings: DbSettings,
@@ -174,9 +166,11 @@ def table_codec(flow: Flow, tf: TableFlow, schema: TableSchema) -> VersionCodec 
 def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
                 source: pymysql.connections.Connection,
                 target: pymysql.connections.Connection | None, session: Any,
-                reads: Reads, progress: Reporter, window: TimeWindow) -> list[Pair]:
+                reads: Reads, progress: Reporter, window: TimeWindow,
+                scan_profile: str = cq.PROFILE) -> list[Pair]:
     """The compared pairs, each with its time window (``window``: epoch ms) in its
-    version column's ledger units."""
+    version column's ledger units; Cassandra tables read their checksum pass with
+    ``scan_profile``."""
     source_settings = config.db(flow.source_server)
     target_settings = config.db(flow.target_server)
     schemas = validate_mariadb_flow(flow, source, source_settings, target, target_settings)
@@ -206,7 +200,7 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
                     session, flow.target_database, tm.table, tf.target_keys(tm),
                     tm.target_of(tf.version) or tf.version, names, part, primary, codec=codec,
                     write_consistency=config.cassandra.write_consistency,
-                    scan_profile=_scan_profile(options))
+                    scan_profile=scan_profile)
                 tgt = CassandraTargetSide(table, reads, tf, progress,
                                           f"{tf.source} -> {tm.table}", table_window)
             else:
@@ -288,6 +282,9 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
     """Verify (and with ``options.repair`` repair) one flow; see the module docstring."""
     consistency = consistency_of(options.consistency)
     scan_consistency = consistency_of(options.scan_consistency, "--scan-consistency")
+    # the checksum pass has a profile of its own when its consistency is not the confirming
+    # one (a chunk it finds different is then checksummed again at that one)
+    scan_profile = cq.PROFILE if scan_consistency == consistency else cq.SCAN_PROFILE
     # the couplings of verify's flags are written once, in the command's contract
     COMMANDS["verify"].check({"repair": options.repair, "delete_extra": options.delete_extra,
                               "overwrite_newer": options.overwrite_newer})
@@ -329,14 +326,14 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
             stack.callback(cluster.shutdown)
             validate_cassandra_flow(flow, session, config.cassandra)
             cq.add_profile(cluster, consistency.value, config.cassandra.local_dc)
-            if _scan_profile(options) == cq.SCAN_PROFILE:
+            if scan_profile == cq.SCAN_PROFILE:
                 cq.add_profile(cluster, scan_consistency.value, config.cassandra.local_dc,
-                               cq.SCAN_PROFILE)
+                               scan_profile)
         reads = Reads(Throttle(options.max_rows_per_second), options.max_load,
                       options.workers, options.splits)
         stack.callback(reads.conns.close)
         pairs = build_pairs(config, flow, options, source, target, session, reads, sink,
-                            window)
+                            window, scan_profile)
         comparer = Comparer(ChunkPlanner(sampler, options.chunk_time, options.initial_chunk),
                             reads, sink, _ledger_versions(reads, config.target, flow.name),
                             options.max_report_rows,

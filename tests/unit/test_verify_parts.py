@@ -482,6 +482,7 @@ def test_consistency_takes_the_enum_or_its_text_and_names_the_choices() -> None:
     with pytest.raises(FuretError, match="--consistency 'TWO'"):
         run_verify(None, VerifyOptions("runtime", consistency="TWO"))  # type: ignore[arg-type]
     with pytest.raises(FuretError, match="--scan-consistency 'TWO'"):
+        # no config: the level is refused before any is read
         run_verify(None, VerifyOptions("runtime",  # type: ignore[arg-type]
                                        scan_consistency="TWO"))
 

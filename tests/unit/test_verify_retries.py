@@ -150,6 +150,7 @@ def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_le
     target.bucket([chunk], {})
     assert chunk.target[0] == 5 and set(session.profiles) == {cq.SCAN_PROFILE}
     session.profiles.clear()
+    # _SourceRows stands in for the MariaDB source side: drill() calls only its rows()
     [found] = target.drill([chunk], [chunk], _SourceRows(), {})  # type: ignore[arg-type]
     assert session.profiles == [cq.PROFILE] * 2  # one checksum pass (2 splits), no drill
     assert found.clean and chunk.target == chunk.source and chunk.report.target_rows == 6
