@@ -717,7 +717,7 @@ def status_cmd(ctx: click.Context, flow: str | None, last: int, as_json: bool) -
 def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: str | None,
                until: str | None, sample: float, seed: int | None, workers: int | None,
                chunk_time: float, max_rows_per_second: int, max_load: int, scan_consistency: str,
-               consistency: str,
+               scan_page_rows: int, consistency: str,
                repair: bool, delete_extra: bool, overwrite_newer: bool, max_report_rows: int,
                report_dir: str | None, as_json: bool, no_progress: bool,
                reverse: bool) -> None:
@@ -732,9 +732,9 @@ def verify_cmd(ctx: click.Context, flow: str, tables: tuple[str, ...], since: st
         flow=flow, since=since, until=until, sample=sample, seed=seed, tables=tables,
         workers=workers or config.rounds.workers, chunk_time=chunk_time,
         max_rows_per_second=max_rows_per_second, max_load=max_load,
-        scan_consistency=Consistency(scan_consistency), consistency=Consistency(consistency),
-        repair=repair, delete_extra=delete_extra, overwrite_newer=overwrite_newer,
-        max_report_rows=max_report_rows, reverse=reverse)
+        scan_consistency=Consistency(scan_consistency), scan_page_rows=scan_page_rows,
+        consistency=Consistency(consistency), repair=repair, delete_extra=delete_extra,
+        overwrite_newer=overwrite_newer, max_report_rows=max_report_rows, reverse=reverse)
     with reporter(err_console, f"verify {flow}", not no_progress) as progress:
         report = run_verify(config, options, progress)
     if report_dir:

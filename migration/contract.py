@@ -368,6 +368,10 @@ COMMANDS: dict[str, Command] = {c.task: c for c in (
                 Option("--scan-consistency", CHOICE,
                        "Cassandra consistency of the checksum pass over the ring.",
                        default=Consistency.LOCAL_ONE, choices=Consistency),
+                Option("--scan-page-rows", INT,
+                       "Rows per page of the Cassandra checksum pass; each reader holds one "
+                       "page (memory: about workers x pages, whatever the table's size).",
+                       default=10000, minimum=100, maximum=100000),
                 Option("--consistency", CHOICE,
                        "Cassandra consistency of the reads that confirm a difference "
                        "(drill-down, repair).",

@@ -99,6 +99,7 @@ class VerifyOptions:
     scan_consistency: Consistency | str = Consistency.LOCAL_ONE
     consistency: Consistency | str = Consistency.LOCAL_QUORUM
     splits: int = 0                      # Cassandra token sub-ranges; 0 = 16 per worker
+    scan_page_rows: int = cq.PAGE_ROWS   # rows per page of the Cassandra checksum pass
     repair: bool = False
     delete_extra: bool = False
     overwrite_newer: bool = False
@@ -330,7 +331,7 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
                 cq.add_profile(cluster, scan_consistency.value, config.cassandra.local_dc,
                                scan_profile)
         reads = Reads(Throttle(options.max_rows_per_second), options.max_load,
-                      options.workers, options.splits)
+                      options.workers, options.splits, options.scan_page_rows)
         stack.callback(reads.conns.close)
         pairs = build_pairs(config, flow, options, source, target, session, reads, sink,
                             window, scan_profile)

@@ -124,6 +124,7 @@ class Reads:
     max_load: int = 0          # pause while Threads_running is above; 0 = off
     workers: int = 4
     splits: int = 0            # Cassandra token sub-ranges; 0 = 16 per worker
+    page_rows: int = cq.PAGE_ROWS  # rows per page of a Cassandra scan
     conns: Connections = field(default_factory=Connections)
 
 
@@ -392,7 +393,8 @@ class CassandraTargetSide:
         workers = max(1, self.reads.workers)
         try:
             return cq.scan(self.table, chunk_of, keep, splits=self.reads.splits or 16 * workers,
-                           workers=workers, on_rows=self.on_rows, throttle=self.reads.throttle,
+                           workers=workers, fetch_size=self.reads.page_rows,
+                           on_rows=self.on_rows, throttle=self.reads.throttle,
                            profile=profile)
         except FuretError:
             raise

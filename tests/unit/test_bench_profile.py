@@ -70,3 +70,19 @@ def test_the_growth_table_checks_peak_rss_of_the_largest_size(monkeypatch) -> No
     assert "40,000 (50)" in text and "41,000 (59)" in text
     assert "Galera: round 1: 5,000,000 / 1,000,000 quotes = 1.18 (flat" in text
     assert "Galera: verify: 5,000,000 / 1,000,000 quotes = 1.22 (GROWS" in text
+
+
+def test_a_verify_measure_is_the_median_run_with_every_runs_seconds(monkeypatch) -> None:
+    from bench import run
+
+    runs = iter([(22.4, 98.0), (17.1, 237.0), (20.4, 100.0)])
+
+    def once(flow: str, target: str) -> Measure:
+        seconds, rss = next(runs)
+        return Measure(target, f"furet verify ({flow})", 2_000_000, seconds, "2 tables", rss)
+
+    monkeypatch.setattr(run, "cpu_seconds", lambda: {})
+    monkeypatch.setattr(run, "_verify_once", once)
+    measure = run.furet_verify("cassandra_prod", "verify Cassandra")
+    assert measure.seconds == 20.4 and measure.peak_rss_mib == 237.0
+    assert measure.detail == "2 tables; median of 3 runs: 17.1, 20.4, 22.4 s"

@@ -214,10 +214,12 @@ def test_verify_arguments_and_report_dir() -> None:
                               "delete_extra": True, "since": "2026-11-25",
                               "until": "1764000000000", "sample": "0.1",
                               "max_rows_per_second": "50000", "consistency": "local_one",
-                              "scan_consistency": "local_quorum", "json": True})[6:] == [
+                              "scan_consistency": "local_quorum", "scan_page_rows": "2000",
+                              "json": True})[6:] == [
         "--repair", "--delete-extra", "--since", "2026-11-25", "--until", "1764000000000",
         "--sample", "0.1", "--max-rows-per-second", "50000",
-        "--scan-consistency", "LOCAL_QUORUM", "--consistency", "LOCAL_ONE", "--json"]
+        "--scan-consistency", "LOCAL_QUORUM", "--scan-page-rows", "2000",
+        "--consistency", "LOCAL_ONE", "--json"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -110,9 +110,11 @@ class _Replicas:
 
     def __init__(self) -> None:
         self.profiles: list[str] = []
+        self.pages: set[int] = set()
 
     def execute(self, statement: Any, rng: tuple[int, int], execution_profile: str) -> Any:
         self.profiles.append(execution_profile)
+        self.pages.add(statement.fetch_size)
         keys = [k for k in range(1, 7) if execution_profile != cq.SCAN_PROFILE or k != 3]
         return iter([(k, 100 + k) for k in keys if rng[0] < k * (2**60) <= rng[1]])
 
@@ -140,7 +142,7 @@ def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_le
     side = cq.CassandraSide(session, "prod", "t", ("k",), "v", ("k", "v"), ("k",), ("k",))
     tf = TableFlow("t", ("k",), "v", (TargetMap("t", (ColumnMap("k", "k"),
                                                       ColumnMap("v", "v"))),))
-    target = CassandraTargetSide(side, Reads(workers=1, splits=2), tf)
+    target = CassandraTargetSide(side, Reads(workers=1, splits=2, page_rows=300), tf)
     chunk = Chunk(Range(0, "key", None, None), True, ChunkReport(0, "key", None, None))
     rows = _SourceRows().rows(chunk)
     xor = 0
@@ -149,6 +151,7 @@ def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_le
     chunk.source = (6, xor)
     target.bucket([chunk], {})
     assert chunk.target[0] == 5 and set(session.profiles) == {cq.SCAN_PROFILE}
+    assert session.pages == {300}  # verify --scan-page-rows reaches every page of the scan
     session.profiles.clear()
     # _SourceRows stands in for the MariaDB source side: drill() calls only its rows()
     [found] = target.drill([chunk], [chunk], _SourceRows(), {})  # type: ignore[arg-type]
@@ -159,3 +162,13 @@ def test_a_difference_of_the_one_replica_scan_is_read_again_at_the_confirming_le
     session.profiles.clear()
     [found] = target.drill([chunk], [chunk], _SourceRows(), {})  # type: ignore[arg-type]
     assert session.profiles == [cq.PROFILE] * 4 and found.clean
+
+
+def test_the_scan_page_rows_default_is_one_value_for_the_command_and_the_library() -> None:
+    from migration import contract
+    from migration.verify.run import VerifyOptions
+    from migration.verify.sides import Reads
+
+    [option] = [o for o in contract.COMMANDS["verify"].options if o.flag == "--scan-page-rows"]
+    assert option.default == cq.PAGE_ROWS == VerifyOptions("f").scan_page_rows
+    assert Reads().page_rows == cq.PAGE_ROWS
