@@ -43,8 +43,9 @@ MAX_TOKEN = 2**63 - 1
 PROFILE = "furet-verify"            # the reads that confirm a difference (drill-down)
 SCAN_PROFILE = "furet-verify-scan"  # the checksum pass over the whole ring
 # Rows per page of a scan (verify --scan-page-rows): each reader holds one page. Pages of
-# 10,000 rows took the lab's 1 M-quote verify from 20-22 s to 17-22 s (bimodal runs), peak
-# RSS from 100 to 140-240 MiB, flat in the table's size (README, Benchmarks).
+# 10,000 rows took the lab's 1 M-quote verify from 20-22 s to mostly 17 s and furet's peak
+# RSS from 100 to 140-240 MiB: bounded by readers x page, not by the table (README,
+# Benchmarks).
 PAGE_ROWS = 10_000
 
 
