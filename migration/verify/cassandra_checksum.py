@@ -155,7 +155,7 @@ class ScanResult:
 
 def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
          keep: Callable[[Key, int | None], bool] | None = None, splits: int = 64,
-         workers: int = 4, fetch_size: int = PAGE_ROWS,
+         workers: int = 4, page_rows: int = PAGE_ROWS,
          on_rows: Callable[[int], None] | None = None,
          throttle: Callable[[int], None] | None = None,
          profile: str | None = None) -> ScanResult:
@@ -163,7 +163,8 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
 
     ``keep(key, version)`` (drill-down pass) keeps the rows it accepts, with
     their texts and values, in ``ScanResult.kept``. ``profile``: the execution profile
-    (consistency) of the reads, ``side.profile`` by default.
+    (consistency) of the reads, ``side.profile`` by default. ``page_rows``: rows per page;
+    each of the ``workers`` holds one page.
     """
     from cassandra.query import SimpleStatement
 
@@ -182,7 +183,7 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
     def one(rng: tuple[int, int]) -> None:
         local = ScanResult()
         buckets = local.buckets
-        statement = SimpleStatement(cql, fetch_size=fetch_size)
+        statement = SimpleStatement(cql, fetch_size=page_rows)
         result = side.session.execute(statement, rng,
                                       execution_profile=profile or side.profile)
         rows = pending = 0
@@ -204,7 +205,7 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
             if kept:
                 texts = tuple(value_text(v) for v in row)
                 local.kept.append(RowInfo(key, version, hash_texts(texts), texts, tuple(row)))
-            if pending >= fetch_size:
+            if pending >= page_rows:
                 if on_rows:
                     on_rows(pending)
                 if throttle:

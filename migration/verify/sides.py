@@ -393,7 +393,7 @@ class CassandraTargetSide:
         workers = max(1, self.reads.workers)
         try:
             return cq.scan(self.table, chunk_of, keep, splits=self.reads.splits or 16 * workers,
-                           workers=workers, fetch_size=self.reads.page_rows,
+                           workers=workers, page_rows=self.reads.page_rows,
                            on_rows=self.on_rows, throttle=self.reads.throttle,
                            profile=profile)
         except FuretError:
