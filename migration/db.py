@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -201,6 +202,22 @@ def query(conn: pymysql.connections.Connection, sql: str,
     with conn.cursor() as cur:
         cur.execute(sql, args)
         return list(cur.fetchall())
+
+
+# InnoDB serves information_schema.innodb_trx (and innodb_locks, innodb_lock_waits) from a
+# copy it refreshes only when the copy was not read for 0.1 s (CACHE_MIN_IDLE_TIME_US in
+# trx0i_s.cc): a read within 0.1 s of another one shows transactions as they were then.
+TRX_CACHE_IDLE_S = 0.15
+
+
+def query_trx_now(conn: pymysql.connections.Connection, sql: str,
+                  args: Any = None) -> list[tuple[Any, ...]]:
+    """:func:`query` for SQL reading ``information_schema.innodb_trx``, waiting first for
+    InnoDB's copy of it to be refreshable, so that the answer is of now: a transaction that
+    just ended is not counted, one that just wrote is. (Another session reading the table
+    more often than every 0.1 s keeps the copy from refreshing; nothing here can help that.)"""
+    time.sleep(TRX_CACHE_IDLE_S)
+    return query(conn, sql, args)
 
 
 def server_now_ms(conn: pymysql.connections.Connection) -> int:

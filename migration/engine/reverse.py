@@ -42,7 +42,7 @@ import pymysql
 
 from migration.canonical import key_text
 from migration.config import DbSettings
-from migration.db import db_error, error_code, query
+from migration.db import db_error, error_code, query, query_trx_now
 from migration.engine import ledger
 from migration.engine.keys import Key, quote
 from migration.engine.results import RoundSummary
@@ -151,7 +151,7 @@ def assert_source_frozen(conn: pymysql.connections.Connection, settings: DbSetti
     on the source; without it (``innodb_trx`` refused) this cannot be seen, and
     :func:`check_nothing_after` is what is left."""
     try:
-        rows = query(conn, IN_FLIGHT_SQL, (settings.user,))
+        rows = query_trx_now(conn, IN_FLIGHT_SQL, (settings.user,))
     except pymysql.MySQLError as exc:
         if error_code(exc) == NO_PROCESS:
             return

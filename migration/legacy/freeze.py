@@ -20,7 +20,7 @@ from dataclasses import replace
 import pymysql
 
 from migration.config import DbSettings
-from migration.db import connection, db_error, query
+from migration.db import connection, db_error, query, query_trx_now
 from migration.errors import FuretError
 
 IN_FLIGHT_SQL = ("SELECT COUNT(*) FROM information_schema.innodb_trx "
@@ -64,7 +64,9 @@ def member_settings(incoming: str, settings: DbSettings) -> list[DbSettings]:
 
 
 def in_flight_writes(conn: pymysql.connections.Connection) -> int:
-    return int(query(conn, IN_FLIGHT_SQL)[0][0])
+    """Transactions holding uncommitted writes or waiting for a lock, as of now
+    (:func:`query_trx_now`)."""
+    return int(query_trx_now(conn, IN_FLIGHT_SQL)[0][0])
 
 
 def read_only(conn: pymysql.connections.Connection) -> bool:

@@ -2,6 +2,7 @@
 
 - ``--final`` refuses unless the legacy is read-only with no write in flight, and an
   unfinished non-final round resumed with ``--final`` is finished, then a final round runs;
+  the in-flight count is of now, not of InnoDB's copy of ``innodb_trx`` of up to 0.1 s ago;
 - the strict sql_mode and the +00:00 session time zone survive a reconnect (connections
   killed between batches, the servers' own settings made lax on purpose);
 - Cassandra writes use the configured consistency: one a single node cannot give fails the
@@ -28,6 +29,7 @@ import yaml
 from migration.db import connect, query, server_now_ms
 from migration.engine.round import RoundOptions, run_round
 from migration.errors import FuretError
+from migration.legacy.freeze import in_flight_writes
 from migration.progress import Silent
 
 from .conftest import Server, fresh_prod_keyspace, furet_env, make_config
@@ -150,6 +152,27 @@ def test_final_refuses_until_the_legacy_is_read_only_with_no_write_in_flight(
         == [(1,)]
     final = run_round(config, RoundOptions(flow, final=True))
     assert (final.round_no, final.final, final.status) == (2, True, "done")
+
+
+def test_the_in_flight_count_is_of_now_not_of_innodbs_copy(
+        safe: tuple[dict[str, Server], str]) -> None:
+    """InnoDB answers ``innodb_trx`` from a copy it refreshes only after 0.1 s without a
+    read: counted right after another count, a transaction that just ended would still be
+    in flight (the final round refused, as CI once saw) and one that just wrote not yet."""
+    servers, _ = safe
+    _add_items(servers, range(1, 3), 1)
+    writer = servers["legacy"].root()
+    try:
+        with contextlib.closing(servers["legacy"].root()) as watcher:
+            assert in_flight_writes(watcher) == 0
+            with writer.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute(f"UPDATE {DB}.item SET label = 'held' WHERE id = 1")
+            assert in_flight_writes(watcher) == 1      # it just wrote
+            writer.rollback()
+            assert in_flight_writes(watcher) == 0      # it just ended
+    finally:
+        writer.close()
 
 
 def test_final_finishes_an_unfinished_round_then_runs_the_final_one(
