@@ -10,8 +10,12 @@ transforms have no exact SQL form). The two are defined once, here:
   it is zero, else six digits, whatever the column's precision: a DATETIME(3) source and a
   DATETIME(6) or Cassandra ``timestamp`` target agree; TIMESTAMPs in the session's UTC),
   text as UTF-8 (latin1 columns are converted, never reinterpreted);
-- a field: ``<char length>:<text>``, or ``N`` for NULL (length-prefixed, so a ``#`` inside a
-  value can never make two different rows hash alike, and NULL differs from ``''``);
+- a field: the text as SQL's ``QUOTE()`` writes it: in single quotes, each backslash,
+  single quote, NUL and Control-Z preceded by a backslash; ``NULL`` (unquoted) for NULL. A
+  ``#`` inside a value can never make two different rows hash alike, and NULL differs from
+  ``''`` and from ``'NULL'``. One function call per column in SQL: the length prefix this
+  replaced evaluated each column's expression twice (a Galera verify spent 20-40 % more
+  server time; README, Benchmarks);
 - a row: the fields joined by ``#``, MD5, the first 16 hex digits as an unsigned 64-bit
   integer; a chunk: ``COUNT(*)`` and ``BIT_XOR`` of its row hashes (order-independent).
 
@@ -33,8 +37,10 @@ from typing import Any
 from migration.canonical import value_text
 from migration.flows.mapping import ColumnMap, TransformError
 
-NULL_FIELD = "N"
+NULL_FIELD = "NULL"
 SEPARATOR = "#"
+# What QUOTE() escapes, and how (MySQL and MariaDB alike).
+_QUOTE_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", "\0": "\\0", "\x1a": "\\Z"})
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "bit", "year"})
 DATE_TYPES = frozenset({"date"})
 DATETIME_TYPES = frozenset({"datetime", "timestamp"})
@@ -52,7 +58,12 @@ UNTRANSFORMABLE = "!untransformable"
 
 
 def field(text: str | None) -> str:
-    return NULL_FIELD if text is None else f"{len(text)}:{text}"
+    """SQL's ``QUOTE(text)``."""
+    if text is None:
+        return NULL_FIELD
+    if "\\" in text or "'" in text or "\0" in text or "\x1a" in text:
+        text = text.translate(_QUOTE_ESCAPES)
+    return f"'{text}'"
 
 
 def hash_texts(texts: Sequence[str | None]) -> int:
@@ -67,14 +78,14 @@ def _md5_64(joined: str) -> int:
         hashlib.md5(joined.encode("utf-8"), usedforsecurity=False).digest()[:8], "big")
 
 
-# The canonical text of a value by its exact type, for the types a driver returns most: the
-# same text as value_text (bool is not int here: exact types only); any other type goes
-# through value_text.
-_TEXT_BY_TYPE: dict[type, Callable[[Any], str]] = {
-    int: int.__repr__,
-    str: str.__str__,
-    datetime.datetime: lambda v: v.isoformat(sep=" "),
-    datetime.date: datetime.date.isoformat,
+# The field of a value by its exact type, for the types a driver returns most: the same as
+# field(value_text(v)) (bool is not int here: exact types only; the texts of numbers and
+# dates hold nothing QUOTE escapes); any other type goes through value_text and field.
+_FIELD_BY_TYPE: dict[type, Callable[[Any], str]] = {
+    int: lambda v: f"'{v!r}'",
+    str: field,
+    datetime.datetime: lambda v: f"'{v.isoformat(sep=' ')}'",
+    datetime.date: lambda v: f"'{v.isoformat()}'",
 }
 
 
@@ -85,7 +96,7 @@ def register_cassandra_dates() -> None:
     Called by the Cassandra scans (the driver is imported only where it is used)."""
     from cassandra.util import Date
 
-    if Date in _TEXT_BY_TYPE:
+    if Date in _FIELD_BY_TYPE:
         return
     texts: dict[int, str] = {}
 
@@ -94,10 +105,10 @@ def register_cassandra_dates() -> None:
         if text is None:
             if len(texts) >= DATE_TEXTS:
                 texts.clear()
-            text = texts[value.days_from_epoch] = str(value_text(value))
+            text = texts[value.days_from_epoch] = field(value_text(value))
         return text
 
-    _TEXT_BY_TYPE[Date] = date_text
+    _FIELD_BY_TYPE[Date] = date_text
 
 
 DATE_TEXTS = 100_000
@@ -107,11 +118,11 @@ def hash_values(values: Iterable[Any]) -> int:
     """``hash_texts`` of the values' canonical texts, without building the texts' tuple:
     the per-row path of a Cassandra scan (one dict lookup per value instead of
     value_text's chain of type checks)."""
-    text_of = _TEXT_BY_TYPE.get
+    field_of = _FIELD_BY_TYPE.get
     parts = []
     for value in values:
-        to_text = text_of(type(value))  # None's type is not there: value_text gives None
-        parts.append(field(to_text(value) if to_text is not None else value_text(value)))
+        to_field = field_of(type(value))  # None's type is not there: value_text gives None
+        parts.append(to_field(value) if to_field is not None else field(value_text(value)))
     return _md5_64(SEPARATOR.join(parts))
 
 
@@ -152,7 +163,7 @@ def sql_text(column: str, data_type: str, transform: str = "") -> str:
 
 
 def sql_field(text_expr: str) -> str:
-    return f"IFNULL(CONCAT(CHAR_LENGTH({text_expr}), ':', {text_expr}), '{NULL_FIELD}')"
+    return f"QUOTE({text_expr})"
 
 
 def sql_row_hash(text_exprs: Sequence[str]) -> str:

@@ -37,7 +37,8 @@ from migration.errors import FuretError
 from migration.rowhash import hash_texts
 from migration.verify.cassandra_checksum import RETRYABLE, add_profile, token_ranges
 
-FORMAT = "furet-backup-cassandra-checksums/1"
+# /2: the row hash quotes its fields (migration.rowhash); /1 documents hash otherwise
+FORMAT = "furet-backup-cassandra-checksums/2"
 SPLITS = 256
 FETCH_SIZE = 5000
 WORKERS = 4
@@ -116,7 +117,8 @@ class CassandraChecksums:
             raw = json.loads(text)
             if not isinstance(raw, dict) or raw.get("format") != FORMAT:
                 got = raw.get("format") if isinstance(raw, dict) else None
-                raise FuretError(f"{where}: format {got!r}, expected {FORMAT!r}")
+                raise FuretError(f"{where}: format {got!r}, expected {FORMAT!r} (row "
+                                 "hashes of another furet version: take a new backup)")
             tables = []
             for ks, entries in raw["keyspaces"].items():
                 for name, t in entries.items():

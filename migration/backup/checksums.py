@@ -58,7 +58,8 @@ from migration.verify.report import TableReport
 from migration.verify.sides import Connections, MariaDbSide, Pair, Reads
 from migration.verify.window import Sampler, TimeWindow
 
-FORMAT = "furet-backup-checksums/1"
+# /2: the row hash quotes its fields (migration.rowhash); /1 documents hash otherwise
+FORMAT = "furet-backup-checksums/2"
 HEX_TYPES = BINARY_TYPES | frozenset({
     "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
     "multipolygon", "geometrycollection"})
@@ -176,7 +177,8 @@ class Checksums:
         if not isinstance(raw, dict) or "format" not in raw:
             raise FuretError(f"{where}: not a furet checksums document (no format)")
         if raw["format"] != FORMAT:
-            raise FuretError(f"{where}: format {raw['format']!r}, expected {FORMAT!r}")
+            raise FuretError(f"{where}: format {raw['format']!r}, expected {FORMAT!r} "
+                             "(row hashes of another furet version: take a new backup)")
         try:
             tables = []
             for db, entries in raw["databases"].items():

@@ -101,12 +101,15 @@ EDGE_ROWS = [
     (4, "N", "Besançon", b"Lyon", datetime.date(2024, 2, 29), -1),
     (5, "emoji \U0001f600 and 'quotes'", "Évry", "Saint-Étienne".encode(),
      datetime.date(1970, 1, 1), 1_764_000_000_000),
+    # what QUOTE() escapes (backslash, quote, NUL, Control-Z) and what it leaves
+    (6, "a\\b'c\0d\x1ae\tf\ng\r", "NULL", b"x'y\\z", datetime.date(2000, 2, 29), 0),
 ]
 
 
 def test_sql_canonical_texts_match_python_on_edge_values(fresh: dict) -> None:
-    """Day boundaries and negative ms (ms_to_day), NULL vs '' vs 'N', '#' inside values,
-    latin1 columns, 4-byte UTF-8, raw bytes through utf8: SQL and Python agree exactly."""
+    """Day boundaries and negative ms (ms_to_day), NULL vs '' vs 'N' vs 'NULL', '#' inside
+    values, what QUOTE() escapes, latin1 columns, 4-byte UTF-8, raw bytes through utf8: SQL
+    and Python agree exactly."""
     legacy = fresh["legacy"].settings()
     _sql(legacy, "DROP DATABASE IF EXISTS verify_edge",
          "CREATE DATABASE verify_edge DEFAULT CHARACTER SET utf8mb4",

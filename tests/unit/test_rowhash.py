@@ -29,16 +29,27 @@ def test_a_cassandra_date_is_a_plain_iso_date() -> None:
     assert n.value_text(Date(datetime.date(2020, 1, 5))) == "2020-01-05"
 
 
-def test_the_row_hash_is_md5_of_length_prefixed_fields_first_64_bits() -> None:
-    expected = int(hashlib.md5(b"1:7#N#0:#4:a#b\xc3\xa9").hexdigest()[:16], 16)
+def test_the_row_hash_is_md5_of_quoted_fields_first_64_bits() -> None:
+    expected = int(hashlib.md5(b"'7'#NULL#''#'a#b\xc3\xa9'").hexdigest()[:16], 16)
     assert n.hash_texts(["7", None, "", "a#bé"]) == expected
     assert 0 <= expected < 2**64
+
+
+def test_a_field_is_what_sql_quote_returns() -> None:
+    assert n.field(None) == "NULL" and n.field("NULL") == "'NULL'" and n.field("") == "''"
+    assert n.field("l'été") == "'l\\'été'"
+    assert n.field("a\\b") == "'a\\\\b'"
+    assert n.field("x\0y\x1az") == "'x\\0y\\Zz'"
+    assert n.field("tab\tnew\nline\r") == "'tab\tnew\nline\r'"  # QUOTE leaves them
 
 
 @pytest.mark.parametrize(("a", "b"), [
     (["a#b", "c"], ["a", "b#c"]),      # a separator inside a value
     ([None], [""]),                     # NULL is not the empty string
-    ([None], ["N"]),                    # nor the NULL marker's text
+    ([None], ["NULL"]),                 # nor the NULL marker's text
+    (["a'#'b"], ["a", "b"]),            # quotes and separators inside a value
+    (["a\\"], ["a'"]),
+    (["\\0"], ["\0"]),                   # an escaped NUL is not a backslash and a zero
     (["1", "2"], ["12", ""]),
 ])
 def test_rows_that_differ_hash_differently(a: list, b: list) -> None:
@@ -75,10 +86,8 @@ def test_sql_texts_by_type_and_transform() -> None:
 
 def test_the_sql_row_hash_mirrors_the_python_one() -> None:
     sql = n.sql_row_hash(["CAST(`id` AS CHAR)", "CONVERT(`n` USING utf8mb4)"])
-    assert sql == ("CAST(CONV(LEFT(MD5(CONCAT_WS('#', "
-                   "IFNULL(CONCAT(CHAR_LENGTH(CAST(`id` AS CHAR)), ':', CAST(`id` AS CHAR)), 'N'), "
-                   "IFNULL(CONCAT(CHAR_LENGTH(CONVERT(`n` USING utf8mb4)), ':', "
-                   "CONVERT(`n` USING utf8mb4)), 'N'))), 16), 16, 10) AS UNSIGNED)")
+    assert sql == ("CAST(CONV(LEFT(MD5(CONCAT_WS('#', QUOTE(CAST(`id` AS CHAR)), "
+                   "QUOTE(CONVERT(`n` USING utf8mb4)))), 16), 16, 10) AS UNSIGNED)")
 
 
 def test_tables_with_trim_or_lower_are_hashed_on_the_client() -> None:
@@ -98,7 +107,7 @@ def test_hash_values_is_hash_texts_of_the_values_texts() -> None:
         pass
 
     rows = [
-        (7, -1, 0, 2**63 - 1, -(2**63), None, "", "a#bé", "N"),
+        (7, -1, 0, 2**63 - 1, -(2**63), None, "", "a#bé", "N", "NULL", "l'été", "a\\b\0\x1a"),
         (True, False, decimal.Decimal("12.50"), b"N\xc3\xaemes", 1.5, Label("x")),
         (datetime.datetime(2020, 1, 5, 3, 4, 5), datetime.datetime(2020, 1, 5, 3, 4, 5, 120),
          datetime.date(2020, 1, 5), Date(datetime.date(1969, 12, 31)),
@@ -119,12 +128,12 @@ def test_the_date_texts_cache_stays_bounded(monkeypatch) -> None:
 
     n.register_cassandra_dates()
     monkeypatch.setattr(n, "DATE_TEXTS", 3)
-    to_text = n._TEXT_BY_TYPE[Date]
+    to_text = n._FIELD_BY_TYPE[Date]
     cache = next(c.cell_contents for c in to_text.__closure__ if isinstance(c.cell_contents,
                                                                               dict))
     cache.clear()
     calls = []
     monkeypatch.setattr(n, "value_text", lambda v: calls.append(v) or "text")
     for days in (1, 2, 1, 3, 1, 4):
-        assert to_text(Date(days)) == "text"
+        assert to_text(Date(days)) == "'text'"
     assert len(calls) == 4 and len(cache) == 1  # day 1 once, then cleared at the 4th day
