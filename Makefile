@@ -14,13 +14,13 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 export FURET_HOME      := $(CURDIR)
 
-.PHONY: help deps apt-deps venv cassandra-dist lab-image lab-up lab-down lab-status demo test \
+.PHONY: help deps apt-deps venv cassandra-dist sstable-helper lab-image lab-up lab-down lab-status demo test \
         lint unit bench soak molecule lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-deps: apt-deps venv cassandra-dist ## Install everything furet needs (idempotent)
+deps: apt-deps venv cassandra-dist sstable-helper ## Install everything furet needs (idempotent)
 
 apt-deps: ## Debian packages of lab/apt-packages.txt
 	@bash lab/install-apt-deps.sh
@@ -36,6 +36,9 @@ $(VENV_STAMP): requirements-dev.txt constraints.txt pyproject.toml
 
 cassandra-dist: ## Cassandra 5.0 from Maven Central into .cache/cassandra
 	@bash packaging/cassandra/build.sh
+
+sstable-helper: cassandra-dist ## furet's SSTable helper (cassandra.bulk_load: SSTABLE) into .cache/sstable
+	@bash packaging/sstable/build.sh
 
 lab-image: deps ## The lab base image (debootstrap; rebuilt only when lab/image/ changes)
 	@$(BIN)/furet lab image

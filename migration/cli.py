@@ -226,7 +226,8 @@ def _print_round(summary: RoundSummary) -> None:
          f"{summary.seconds or 0.0:.1f}s, {summary.rows_written:,} rows written ({rate}), "
          f"{summary.rows_quarantined} quarantined")
     for name, how in sorted(summary.writes.items()):
-        if how.startswith("upsert: "):  # round 1 could not use its plain INSERT
+        # round 1 could not use its plain INSERT; or its rows went to Cassandra as SSTables
+        if how.startswith("upsert: ") or how == "SSTables streamed":
             _say(f"table {name}: written by {how}")
 
 

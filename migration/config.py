@@ -9,7 +9,8 @@ Order (a later source overrides an earlier one, key by key):
        legacy:    {host: 10.0.0.11, port: 3306, user: furet, password: ...}
        target:    {host: 10.0.0.41, port: 3306, user: furet, password: ...}
        cassandra: {hosts: [10.0.0.31, 10.0.0.32], port: 9042, user: ..., password: ...,
-                   write_consistency: LOCAL_QUORUM, ssl_ca: /etc/furet/tls/ca.crt}
+                   write_consistency: LOCAL_QUORUM, ssl_ca: /etc/furet/tls/ca.crt,
+                   bulk_load: CQL, storage_port: 7000, internode_cert: ...}
        rounds:    {workers: 4, chunk_rows: 20000, batch_rows: 2000, batch_bytes: 2000000,
                    overlap_ms: 60000, safety_lag_ms: 5000, max_rows_per_second: 0,
                    defer_indexes: true}
@@ -36,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from migration.enums import WriteConsistency
+from migration.enums import BulkLoad, WriteConsistency
 from migration.errors import FuretError
 
 DEFAULT_CONFIG_FILE = "furet.yml"
@@ -80,6 +81,19 @@ class CassandraSettings:
     ssl_ca: str = ""
     # and each node's address (its IP) checked against the certificate's SANs
     ssl_verify_identity: bool = True
+    # how a full round (round 1) writes (migration.enums.BulkLoad): CQL, or SSTABLE files
+    # streamed to the replicas by furet's helper (needs Java, the storage port and, with
+    # internode TLS, internode_cert; migration/engine/sstable_writer.py)
+    bulk_load: str = "CQL"
+    # the ring's internode port, which a stream of SSTables reaches
+    storage_port: int = 7000
+    # whether the ring's internode port speaks TLS (cassandra_internode_encryption: all)
+    internode_tls: bool = True
+    # this host's key and certificate (one PEM file, signed by the ring's CA, its IP in the
+    # SANs) that a stream shows the ring, needed with TLS
+    internode_cert: str = ""
+    # the helper's launcher ("" = .cache/sstable in a checkout, else /opt/furet/sstable)
+    sstable_helper: str = ""
 
     @property
     def where(self) -> str:
@@ -159,6 +173,7 @@ _CHOICES: dict[tuple[str, str], tuple[type[StrEnum], str]] = {
     ("cassandra", "write_consistency"): (
         WriteConsistency, "a write acknowledged by a single replica is not enough for a "
                           "checkpoint"),
+    ("cassandra", "bulk_load"): (BulkLoad, "how a full round writes Cassandra"),
 }
 
 

@@ -34,6 +34,15 @@ class LiteralsPath(_Choices):
     PYTHON = "python"
 
 
+class BulkLoad(_Choices):
+    """How a full round writes a Cassandra target (``cassandra.bulk_load``): ``CQL``
+    statements through the ring's write path, or ``SSTABLE``s written by furet's helper and
+    streamed to the replicas (:mod:`migration.engine.sstable_writer`)."""
+
+    CQL = "CQL"
+    SSTABLE = "SSTABLE"
+
+
 class Consistency(_Choices):
     """Cassandra read consistency levels furet accepts for verify."""
 

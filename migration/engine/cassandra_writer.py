@@ -86,6 +86,43 @@ class CassandraWriter:
     def _quarantine(self, row: Sequence[Any], table: str, reason: str) -> QuarantinedRow:
         return quarantined(self.tf, self.codec, self.source_columns, row, table, reason)
 
+    def _mapped(self, row: Sequence[Any]) -> tuple[int, list[list[Any]]]:
+        """The row's write time (its version in microseconds) and each query table's mapped
+        values; TransformError (one line naming the table and column) when a transform
+        fails or the version is not an instant."""
+        version = self.codec.ledger(row[self.version_index])
+        if version is None:
+            raise TransformError(f"bad version: column {self.tf.version}: "
+                                 f"{row[self.version_index]!r} is not an instant")
+        per_table = []
+        for tm, _, indexes in self.targets:
+            values = []
+            for col, index in zip(tm.columns, indexes, strict=True):
+                try:
+                    values.append(col.apply(row[index]))
+                except TransformError as exc:
+                    category, _, detail = str(exc).partition(": ")
+                    raise TransformError(f"{category}: {tm.table}: column "
+                                         f"{col.source}: {detail}") from None
+            per_table.append(values)
+        return self.codec.micros(version), per_table
+
+    def _bind(self, row: Sequence[Any]) -> tuple[int, list[tuple[str, Any, list[Any]]], str]:
+        """The row's write time and, per query table, the bound INSERT and the mapped
+        values; or why the row cannot be written (a transform, a value the column's type
+        cannot hold, a version that is not an instant)."""
+        bound = []
+        try:
+            write_time, per_table = self._mapped(row)
+            for (tm, statement, _), values in zip(self.targets, per_table, strict=True):
+                try:
+                    bound.append((tm.table, statement.bind((*values, write_time)), values))
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise TransformError(f"bad value: {tm.table}: {exc}") from None
+        except TransformError as exc:
+            return 0, [], str(exc)
+        return write_time, bound, ""
+
     def write(self, cur: pymysql.cursors.Cursor | None,
               rows: Sequence[Sequence[Any]]) -> BatchOutcome:
         """Write ``rows`` to every query table; ``cur`` (the ledger) is not used here."""
@@ -95,31 +132,11 @@ class CassandraWriter:
         per_table: dict[str, list[tuple[int, list[Any], Any]]] = {}
         sent: dict[int, tuple[int, list[tuple[str, list[Any]]]]] = {}  # row: stamp, writes
         for i, row in enumerate(rows):
-            bound = []
-            try:
-                version = self.codec.ledger(row[self.version_index])
-                if version is None:
-                    raise TransformError(f"bad version: column {self.tf.version}: "
-                                         f"{row[self.version_index]!r} is not an instant")
-                write_time = self.codec.micros(version)
-                for tm, statement, indexes in self.targets:
-                    values = []
-                    for col, index in zip(tm.columns, indexes, strict=True):
-                        try:
-                            values.append(col.apply(row[index]))
-                        except TransformError as exc:
-                            category, _, detail = str(exc).partition(": ")
-                            raise TransformError(f"{category}: {tm.table}: column "
-                                                 f"{col.source}: {detail}") from None
-                    try:
-                        bound.append((tm.table, statement.bind((*values, write_time)),
-                                      values))
-                    except (TypeError, ValueError, OverflowError) as exc:
-                        raise TransformError(f"bad value: {tm.table}: {exc}") from None
-            except TransformError as exc:
+            write_time, bound, reason = self._bind(row)
+            if reason:
                 bad.add(i)
                 outcome.quarantined.append(self._quarantine(row, self.targets[0][0].table,
-                                                            str(exc)))
+                                                            reason))
                 continue
             for table, statement, values in bound:
                 per_table.setdefault(table, []).append((i, values, statement))

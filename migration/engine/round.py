@@ -59,9 +59,10 @@ from migration.engine.reader import (
 from migration.engine.results import QuarantineLimitExceeded, RoundSummary
 from migration.engine.sql_pushdown import Pushdown
 from migration.engine.sql_pushdown import plan as plan_pushdown
+from migration.engine.sstable_writer import HeldChunk, Segment, SstableLoads, SstableWriter
 from migration.engine.versions import VersionCodec, check_values
 from migration.engine.writer import BatchOutcome, Writer
-from migration.enums import Deletes, LiteralsPath, Strategy
+from migration.enums import BulkLoad, Deletes, LiteralsPath, Strategy
 from migration.errors import FuretError, context
 from migration.flows.mapping import Flow, TableFlow
 from migration.flows.reverse import load_for
@@ -145,6 +146,7 @@ class _Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.writers: dict[str, Writer] = {}
+        self.sstables = SstableLoads(config.cassandra)   # cassandra.bulk_load SSTABLE
         # MariaDB tables whose rows the source server turns into SQL literals: chosen once
         # per run, reported in the round summary ("literals"), never per batch
         self.pushdowns: dict[str, tuple[Pushdown, GaleraWriter]] = {}
@@ -153,6 +155,10 @@ class _Run:
             codec = codecs[tf.source]
             if cassandra is not None:
                 assert codec is not None, "run_round refuses `version: none` into Cassandra"
+                if round_row.kind == "full" and config.cassandra.bulk_load == BulkLoad.SSTABLE:
+                    self.writers[tf.source] = SstableWriter(
+                        cassandra, flow.target_database, tf, codec, self.sstables)
+                    continue
                 self.writers[tf.source] = CassandraWriter(
                     cassandra, flow.target_database, tf, codec,
                     config.cassandra.write_consistency)
@@ -211,10 +217,13 @@ class _Run:
             self._in_transaction(work, table)
 
     def writes(self) -> dict[str, str]:
-        """How each MariaDB table's rows were written (the round summary's ``writes``)."""
+        """How each table's rows were written (the round summary's ``writes``): a MariaDB
+        table's first statement, or a Cassandra table's streamed SSTables."""
         out = {}
         for table, writer in self.writers.items():
-            if isinstance(writer, GaleraWriter):
+            if isinstance(writer, SstableWriter):
+                out[table] = "SSTables streamed"
+            elif isinstance(writer, GaleraWriter):
                 out[table] = ("plain INSERT" if writer.insert_first else
                               f"upsert: {writer.insert_off}" if writer.insert_off else "upsert")
         return out
@@ -241,10 +250,34 @@ class _Run:
             return self.target()
         return self._conn("ledger", self.config.target, autocommit=False, strict=True)
 
+    def load_segment(self, segment: Segment) -> None:
+        """Stream a worker's SSTables to the ring, then book the checkpoints of the chunks
+        they hold (:class:`SstableLoads`)."""
+        for held in self.sstables.load(segment, self._originals):
+            outcome: BatchOutcome = held.outcome
+            self._commit_batch(held.chunk, held.read, held.cursor,
+                               functools.partial(_held_outcome, outcome))
+            ledger.finish_chunk(self.ledger(), held.chunk)
+            self.ledger().commit()
+            self.progress.advance(held.chunk.source_table, 0, chunks=1)
+
+    def load_segments(self) -> None:
+        """At the end of the chunks: what each worker's segment still holds, all at once."""
+        pending = [s for s in self.sstables.segments if s.chunks]
+        if not pending:
+            return
+        for table in sorted({h.chunk.source_table for s in pending for h in s.chunks}):
+            self.progress.phase(table, "streaming the last SSTables")
+        with concurrent.futures.ThreadPoolExecutor(len(pending), "furet-load") as pool:
+            for future in [pool.submit(self.load_segment, s) for s in pending]:
+                future.result()
+
     def close(self) -> None:
         for conn in self.connections:
             with contextlib.suppress(Exception):
                 conn.close()
+        with contextlib.suppress(Exception):
+            self.sstables.close()
 
     def run_chunk(self, chunk: Chunk) -> None:
         # An unexpected error's one line names the table and the chunk (migration/failure.py).
@@ -275,11 +308,21 @@ class _Run:
         limit = settings.batch_rows
         started = time.monotonic()
         done_rows = 0
+        streamed = self.writers[tf.source]
+        sstables = streamed if isinstance(streamed, SstableWriter) else None
+        held, held_read = BatchOutcome(), 0     # an SSTable chunk's rows, until its load
         while not self.stop.is_set():
             sql, args = select_batch_sql(self.flow.source_database, tf.source, columns, tf.keys,
                                          codec, spec, cursor, limit, select)
             rows = self._read(sql, args)
             if not rows:
+                if sstables is not None and held_read:
+                    # booked once its worker's segment is streamed to the ring
+                    segment = self.sstables.segment()
+                    segment.chunks.append(HeldChunk(chunk, held_read, cursor, held))
+                    if len(segment.rows) >= self.sstables.segment_rows:
+                        self.load_segment(segment)
+                    return
                 ledger.finish_chunk(book, chunk)
                 book.commit()
                 self.progress.advance(tf.source, 0, chunks=1)
@@ -287,6 +330,12 @@ class _Run:
             last = rows[-1]
             new_cursor = Cursor(None if codec is None else codec.ledger(last[tf.width]),
                                 tuple(last[i] for i in cursor_index))
+            if sstables is not None:
+                held.add(sstables.write(None, rows))
+                held_read += len(rows)
+                cursor = new_cursor
+                self.progress.advance(tf.source, len(rows))
+                continue
             size, write = (self._server_literals(tf, pushdown[1], rows, literal_index)
                            if pushdown else self._python_literals(tf, rows))
             self._commit_batch(chunk, len(rows), new_cursor, write)
@@ -766,6 +815,7 @@ def _run_planned(config: FuretConfig, flow: Flow, round_row: RoundRow,
                {k: v for k, v in target_schemas.items() if v is not None}, literals, fresh)
     try:
         _run_chunks(run, todo, config.rounds.workers)
+        run.load_segments()
         if deferred:
             for tf in flow.tables:
                 if any(tm.table in deferred for tm in tf.targets):
@@ -867,6 +917,11 @@ def late_rows(source: pymysql.connections.Connection, conn: pymysql.connections.
             late = {t for t in late if wanted[t][1] not in quarantined.get(t, set())}
         found[tf.source] = len(late)
     return found
+
+
+def _held_outcome(outcome: BatchOutcome, _cur: Any) -> BatchOutcome:
+    """A batch's write that already happened (streamed SSTables): its outcome to book."""
+    return outcome
 
 
 def _run_chunks(run: _Run, chunks: list[Chunk], workers: int) -> None:

@@ -141,7 +141,8 @@ def test_cassandra_native_port_is_open_to_etl_backup_and_controller_not_app(
         rules = lab[host]
         assert rules.sources(9042) == {ETL, BACKUP, CONTROLLER}, host
         assert not rules.reaches(APP, 9042), host
-        assert rules.sources(7000) == set(CASSANDRA), host
+        # internode: the peers, and the ETL host's streamed SSTables (bulk_load SSTABLE)
+        assert rules.sources(7000) == set(CASSANDRA) | {ETL}, host
         assert rules.ports() == {("tcp", 22), ("tcp", 7000), ("tcp", 9042)}, host
 
 

@@ -17,8 +17,9 @@ from tests.helpers import run_playbook
 # a scratch pki_dir while the lab's hosts may hold the lab's CA: the guard (test_pki_guard)
 # would refuse it; these tests are about the controller's part
 SCRATCH = ("-e", "pki_new_ca=true")
-# the lab's pki_node_groups: the clusters' nodes and its managed legacy master
-NODES = ("galera1", "galera2", "galera3", "cassandra1", "cassandra2", "cassandra3", "legacy1")
+# the lab's pki_node_groups: the clusters' nodes, its managed legacy master, the ETL host
+NODES = ("galera1", "galera2", "galera3", "cassandra1", "cassandra2", "cassandra3", "legacy1",
+         "etl1")
 
 
 def _openssl(*args: str) -> str:
