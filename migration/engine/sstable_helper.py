@@ -93,7 +93,10 @@ class SstableHelper:
         return line.decode("utf-8", "replace").rstrip("\n")
 
     def _died(self) -> FuretError:
-        code = self.proc.poll()
+        try:   # its pipe closed: its exit follows
+            code: int | None = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
         text = self.log.read_text("utf-8", "replace") if self.log.exists() else ""
         lines = [ln for ln in text.splitlines() if ln.strip()]
         last = lines[-1].strip()[:300] if lines else "no output"

@@ -13,6 +13,12 @@ from migration.config import load_config
 from tests.helpers import REPO
 
 ROLE = REPO / "roles" / "etl_runner"
+# the role's private values furet.yml reads for the streamed SSTables, as vars/main.yml
+# makes them on an ETL host of a TLS ring
+SSTABLE_VALUES = {"_etl_runner_sstable": "True", "_etl_runner_sstable_home": "/opt/furet/sstable",
+                  "_etl_runner_internode_cert": "/etc/furet/tls/node.pem",
+                  "etl_runner_cassandra_storage_port": "7000",
+                  "etl_runner_cassandra_internode_tls": "True"}
 
 
 def _wheelhouse_module():  # type: ignore[no-untyped-def]
@@ -70,6 +76,7 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
         # TLS to a managed legacy (furet's CA) and to Galera behind HAProxy (its name)
         "etl_runner_legacy_tls": "True", "etl_runner_target_tls": "True",
         "etl_runner_target_ssl_server_name": "galera.furet.internal",
+        **SSTABLE_VALUES,
     }
     path = tmp_path / "furet.yml"
     path.write_text(template.render(**values))
@@ -90,6 +97,15 @@ def test_rendered_config_is_read_by_furet_as_is(tmp_path: Path) -> None:
     # no TLS to a legacy without it
     path.write_text(template.render(**values | {"etl_runner_legacy_tls": "False"}))
     assert load_config(str(path), env={}).legacy.ssl_ca == ""
+    # round 1 into Cassandra by streamed SSTables, with this host's certificate; or CQL
+    cassandra = config.cassandra
+    assert (cassandra.bulk_load, cassandra.storage_port, cassandra.internode_tls) == (
+        "SSTABLE", 7000, True)
+    assert (cassandra.internode_cert, cassandra.sstable_helper) == (
+        "/etc/furet/tls/node.pem", "/opt/furet/sstable/bin/furet-sstable")
+    path.write_text(template.render(**values | {"_etl_runner_sstable": "False"}))
+    assert load_config(str(path), env={}).cassandra.bulk_load == "CQL"
+    assert defaults["etl_runner_cassandra_bulk_load"] == "SSTABLE"
 
 
 def test_the_role_creates_the_log_directory_furet_writes_to() -> None:
@@ -130,6 +146,7 @@ def test_furet_verifies_cassandra_with_the_deployed_ca(tmp_path: Path) -> None:
         "etl_runner_remote_flows_dir": "/etc/furet/flows", "etl_runner_production": "True",
         "etl_runner_legacy_tls": "False", "etl_runner_target_tls": "False",
         "etl_runner_target_ssl_server_name": "",
+        **SSTABLE_VALUES,
     }
     for ca in ("/etc/furet/tls/ca.crt", ""):
         path = tmp_path / "furet.yml"
