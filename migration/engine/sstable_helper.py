@@ -64,7 +64,9 @@ class SstableHelper:
             raise FuretError(f"cassandra.sstable_helper: {launcher or '(empty)'} not found: "
                              "make deps builds it (.cache/sstable), the etl_runner role "
                              "installs it on the ETL hosts")
-        self.work = Path(tempfile.mkdtemp(prefix="furet-sstable-", dir=work_parent))
+        _remove_orphans(Path(work_parent or tempfile.gettempdir()))
+        self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-",
+                                          dir=work_parent))
         self.tables: dict[str, int] = {}
         self.log = self.work / "helper.log"   # its stderr: the last line names a failure
         with open(self.log, "wb") as log:
@@ -175,6 +177,18 @@ class SstableHelper:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+WORK_PREFIX = "furet-sstable-"
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Work directories of furet processes that are gone (killed before their helpers'
+    ``close``): their segments were never booked, the rounds replay them."""
+    for path in parent.glob(f"{WORK_PREFIX}*-*"):
+        pid = path.name[len(WORK_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def default_launcher() -> str:

@@ -5,6 +5,7 @@ helper's framing and its one-line failure, the setting's words."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import stat
 import struct
 from pathlib import Path
@@ -145,3 +146,14 @@ def test_bulk_load_is_one_of_its_words(tmp_path: Path) -> None:
     bad.write_text("cassandra: {bulk_load: copy}\n")
     with pytest.raises(FuretError, match=r"cassandra.bulk_load = 'copy' is not one of"):
         load_config(str(bad))
+
+
+def test_work_directories_of_gone_processes_are_removed(tmp_path: Path) -> None:
+    gone = tmp_path / "furet-sstable-999999999-abc"   # no such pid
+    alive = tmp_path / f"furet-sstable-{os.getpid()}-def"
+    other = tmp_path / "furet-sstable-x"
+    for path in (gone, alive, other):
+        (path / "segment-000000").mkdir(parents=True)
+    with SstableHelper(_fake_helper(tmp_path, "cat > /dev/null\n"), str(tmp_path)) as helper:
+        assert helper.work.name.startswith(f"furet-sstable-{os.getpid()}-")
+        assert not gone.exists() and alive.exists() and other.exists()
