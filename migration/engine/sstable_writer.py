@@ -38,6 +38,8 @@ import yaml
 
 from migration.config import CassandraSettings
 from migration.engine.cassandra_writer import CassandraWriter
+from migration.engine.ledger import Chunk
+from migration.engine.reader import Cursor
 from migration.engine.sstable_helper import SstableHelper, default_launcher
 from migration.engine.versions import VersionCodec
 from migration.engine.writer import BatchOutcome
@@ -63,7 +65,7 @@ def create_table(session: Any, keyspace: str, table: str) -> str:
         if udts & set(words.split()):
             raise FuretError(f"cassandra keyspace {keyspace} table {table}: column "
                              f"{column.name} has a user-defined type, which the SSTable "
-                             "writer cannot take: set cassandra.bulk_load: cql")
+                             "writer cannot take: set cassandra.bulk_load: CQL")
     columns = ", ".join(f"{_ident(c.name)} {c.cql_type}" for c in meta.columns.values())
     partition = ", ".join(_ident(c.name) for c in meta.partition_key)
     key = ", ".join([f"({partition})", *(_ident(c.name) for c in meta.clustering_key)])
@@ -125,9 +127,9 @@ SEGMENT_ROWS = 100_000
 class HeldChunk:
     """A chunk whose rows are in a segment not loaded yet: its checkpoint waits."""
 
-    chunk: Any          # migration.engine.ledger.Chunk
+    chunk: Chunk
     read: int
-    cursor: Any         # migration.engine.reader.Cursor
+    cursor: Cursor
     outcome: BatchOutcome
 
 

@@ -85,7 +85,7 @@ def test_create_table_refuses_a_user_defined_type_naming_the_setting() -> None:
     with pytest.raises(FuretError) as refused:
         create_table(_session(columns, 1, 0, ("address",)), "prod", "quotes")
     assert "column address has a user-defined type" in str(refused.value)
-    assert "cassandra.bulk_load: cql" in str(refused.value)
+    assert "cassandra.bulk_load: CQL" in str(refused.value)
     with pytest.raises(FuretError, match="table nope: not found"):
         create_table(_session(columns, 1, 0), "prod", "nope")
 
