@@ -330,18 +330,17 @@ class _Run:
             last = rows[-1]
             new_cursor = Cursor(None if codec is None else codec.ledger(last[tf.width]),
                                 tuple(last[i] for i in cursor_index))
-            if sstables is not None:
+            if sstables is not None:   # to the worker's helper; no transaction to bound
                 held.add(sstables.write(None, rows))
                 held_read += len(rows)
-                cursor = new_cursor
-                self.progress.advance(tf.source, len(rows))
-                continue
-            size, write = (self._server_literals(tf, pushdown[1], rows, literal_index)
-                           if pushdown else self._python_literals(tf, rows))
-            self._commit_batch(chunk, len(rows), new_cursor, write)
+            else:
+                size, write = (self._server_literals(tf, pushdown[1], rows, literal_index)
+                               if pushdown else self._python_literals(tf, rows))
+                self._commit_batch(chunk, len(rows), new_cursor, write)
+                # keep each transaction under batch_bytes (Galera write-set) as rows grow
+                limit = max(1, min(settings.batch_rows,
+                                   settings.batch_bytes * len(rows) // size))
             cursor = new_cursor
-            # keep each transaction under batch_bytes (Galera write-set) as rows grow
-            limit = max(1, min(settings.batch_rows, settings.batch_bytes * len(rows) // size))
             self.progress.advance(tf.source, len(rows))
             done_rows += len(rows)
             if settings.max_rows_per_second > 0:

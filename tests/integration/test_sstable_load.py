@@ -6,6 +6,7 @@ loopback node of conftest.py and the real helper (``make sstable-helper``).
   incremental one, writes by CQL;
 - a row the SSTable writer refuses is quarantined with the ring's own reason and is left
   in no query table (the other table's streamed copy is taken back);
+- rounds.max_rows_per_second paces it as it paces the CQL path;
 - the helper killed at a random moment (seeded, the seed printed) fails the round in one
   line naming it; the round resumed loads everything.
 """
@@ -90,6 +91,21 @@ def test_round_one_streams_sstables_and_the_next_round_writes_by_cql(
     time.sleep(1.0)   # past the safety lag
     second = run_round(config, RoundOptions(FLOW))
     assert second.status == "done" and second.writes == {}
+    _assert_equal(settings, _source(fresh))
+
+
+def test_max_rows_per_second_paces_the_sstable_path_too(fresh: dict,
+                                                       cassandra_node: str) -> None:
+    """rounds.max_rows_per_second paces a worker's reads whatever the write path: 1,500
+    quotes at 1,000 rows/s for one worker cannot take less than 1.5 s (chunks of 1,000)."""
+    config, settings = _config(fresh, cassandra_node, 1500)
+    paced = dataclasses.replace(config, rounds=dataclasses.replace(
+        config.rounds, workers=1, max_rows_per_second=1000))
+    started = time.monotonic()
+    summary = run_round(paced, RoundOptions(FLOW))
+    elapsed = time.monotonic() - started
+    assert summary.writes == {"quote": "SSTables streamed"}
+    assert elapsed >= 1.5, f"{elapsed:.2f} s: not paced"
     _assert_equal(settings, _source(fresh))
 
 
