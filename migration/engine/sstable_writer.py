@@ -52,11 +52,11 @@ def create_table(session: Any, keyspace: str, table: str) -> str:
     clustering order; the ring's table options do not matter to the files), from the
     ring's own schema. A user-defined type is refused (the writer would need it declared)."""
     try:
-        meta = session.cluster.metadata.keyspaces[keyspace].tables[table]
+        keyspace_meta = session.cluster.metadata.keyspaces[keyspace]
+        meta = keyspace_meta.tables[table]
     except (AttributeError, KeyError):
         raise FuretError(f"cassandra keyspace {keyspace} table {table}: not found in the "
                          "ring's schema") from None
-    keyspace_meta = session.cluster.metadata.keyspaces[keyspace]
     udts = set(keyspace_meta.user_types)
     for column in meta.columns.values():
         words = column.cql_type
@@ -181,7 +181,7 @@ class SstableLoads:
             if reason:
                 raise FuretError(f"cassandra keyspace {directory.parent.name} table "
                                  f"{directory.name}: streaming its SSTables failed: {reason}")
-        _remove(flushed.directory)
+        shutil.rmtree(flushed.directory, ignore_errors=True)
         refused: dict[SstableWriter, list[Any]] = {}
         for ref in sorted({ref for _, ref, _ in flushed.refused}):
             writer, key = segment.rows[ref]
@@ -259,7 +259,3 @@ class SstableWriter(CassandraWriter):
                 helper.row(table, ref, values)
         outcome.written = len(rows) - len(outcome.quarantined)
         return outcome
-
-
-def _remove(directory: Path) -> None:
-    shutil.rmtree(directory, ignore_errors=True)

@@ -15,6 +15,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 repo_root=$(cd "$here/../.." && pwd)
 outdir=${1:-$repo_root/.cache/sstable}
+# no distribution yet: readlink fails, and the next line says what to run instead of set -e
+# stopping here without a word
 dist=$(readlink -f "$repo_root/.cache/cassandra/current" || true)
 log() { printf 'sstable-helper: %s\n' "$*"; }
 
