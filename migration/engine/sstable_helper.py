@@ -28,7 +28,10 @@ from pathlib import Path
 
 from migration.errors import FuretError
 
-BUFFER_MIB = 64          # the writer's in-memory buffer before it writes an SSTable
+# The writers' buffer budget, shared by a helper's tables: each holds its share of rows
+# (serialised size) before writing an SSTable, and as much again while that one is written.
+# packaging/sstable/jvm.options sizes the heap for it.
+BUFFER_MIB = 32
 _U16 = struct.Struct(">H")
 _I32 = struct.Struct(">i")
 _ROW = struct.Struct(">BBqH")

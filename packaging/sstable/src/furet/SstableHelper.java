@@ -49,8 +49,9 @@ public final class SstableHelper {
         }
     }
 
+    private static final int MIN_TABLE_BUFFER_MIB = 4;
     private final Path root;
-    private final int bufferMiB;
+    private final int bufferMiB;   // the buffer budget, shared by the tables
     private final Map<Integer, Table> tables = new HashMap<>();
     private final List<String> refused = new ArrayList<>();
     private final PrintStream out;
@@ -65,14 +66,14 @@ public final class SstableHelper {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: SstableHelper <directory> [buffer MiB]");
+            System.err.println("usage: SstableHelper <directory> [buffer budget MiB]");
             System.exit(2);
         }
         PrintStream stdout = new PrintStream(new BufferedOutputStream(System.out), false,
                                              StandardCharsets.UTF_8);
         System.setOut(System.err);  // whatever the libraries print stays off the answers
         SstableHelper helper = new SstableHelper(
-            Path.of(args[0]), args.length > 1 ? Integer.parseInt(args[1]) : 64, stdout);
+            Path.of(args[0]), args.length > 1 ? Integer.parseInt(args[1]) : 32, stdout);
         helper.run(new DataInputStream(new java.io.BufferedInputStream(System.in, 1 << 20)));
         System.exit(0);
     }
@@ -174,12 +175,22 @@ public final class SstableHelper {
         }
     }
 
+    /**
+     * Each table's share of the buffer budget: an unsorted writer holds up to its buffer
+     * (serialised size) of rows on the heap, and as much again while its disk thread writes
+     * the previous one, so the heap a helper needs does not grow with the number of tables
+     * it writes (jvm.options sizes the heap for the budget).
+     */
+    private int tableBufferMiB() {
+        return Math.max(MIN_TABLE_BUFFER_MIB, bufferMiB / Math.max(1, tables.size()));
+    }
+
     private CQLSSTableWriter writer(Table t) throws IOException {
         if (t.writer == null) {
             Path dir = segmentDir().resolve(t.keyspace).resolve(t.name);
             Files.createDirectories(dir);
             t.writer = CQLSSTableWriter.builder().inDirectory(dir.toString()).forTable(t.schema)
-                .using(t.insert).withBufferSizeInMiB(bufferMiB).build();
+                .using(t.insert).withMaxSSTableSizeInMiB(tableBufferMiB()).build();
         }
         return t.writer;
     }
