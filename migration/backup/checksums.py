@@ -48,7 +48,7 @@ from migration.errors import FuretError, context
 from migration.flows.mapping import ColumnMap, TableFlow, TargetMap
 from migration.flows.source_schema import BINARY_TYPES, INTEGER_TYPES, Table, read_database
 from migration.progress import Silent
-from migration.rowhash import quote_ident, sql_text
+from migration.rowhash import quote_ident, sql_hash_operand, sql_text
 from migration.verify.chunks import Range
 from migration.verify.compare import Comparer
 from migration.verify.drilldown import Classified
@@ -261,6 +261,12 @@ class IdentitySide(SqlSide):
     module docstring)."""
 
     def text_exprs(self) -> list[str]:
+        return self._exprs(sql_text)
+
+    def hash_operands(self) -> list[str]:
+        return self._exprs(sql_hash_operand)
+
+    def _exprs(self, plain: Callable[[str, str], str]) -> list[str]:
         out = []
         for column in self.columns:
             kind = self.types.get(column.source, "")
@@ -270,7 +276,7 @@ class IdentitySide(SqlSide):
             elif kind == "bit":
                 out.append(f"CAST({name} + 0 AS CHAR)")
             else:
-                out.append(sql_text(column.source, kind))
+                out.append(plain(column.source, kind))
         return out
 
 

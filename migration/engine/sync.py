@@ -32,7 +32,7 @@ from migration.engine import keys as k
 from migration.engine.plan import ChunkSpec
 from migration.flows.mapping import Flow, TableFlow, TargetMap
 from migration.flows.validate import TableSchema
-from migration.rowhash import needs_client_hash, sql_row_hash, sql_text
+from migration.rowhash import needs_client_hash, sql_hash_operand, sql_row_hash
 
 DELETE_BATCH = 500
 
@@ -54,14 +54,15 @@ def range_where(columns: Sequence[str], spec: ChunkSpec) -> tuple[str, list[Any]
 
 def _texts(tm: TargetMap, source_schema: TableSchema, target_schemas: dict[str, TableSchema]
            ) -> tuple[list[str], list[str]] | None:
-    """SQL texts of the mapped columns on each side (what the row hash is made of); None
-    when a side cannot be hashed in SQL."""
+    """What the row hash is made of on each side (rowhash.sql_hash_operand of the mapped
+    columns); None when a side cannot be hashed in SQL."""
     tschema = target_schemas.get(tm.table)
     if tschema is None or needs_client_hash(tm.columns):
         return None
-    return ([sql_text(c.source, source_schema.columns[c.source].data_type, c.transform)
-             for c in tm.columns],
-            [sql_text(c.target, tschema.columns[c.target].data_type) for c in tm.columns])
+    return ([sql_hash_operand(c.source, source_schema.columns[c.source].data_type,
+                              c.transform) for c in tm.columns],
+            [sql_hash_operand(c.target, tschema.columns[c.target].data_type)
+             for c in tm.columns])
 
 
 def _checksum(conn: pymysql.connections.Connection, database: str, table: str,

@@ -39,6 +39,7 @@ from migration.flows.mapping import ColumnMap
 from migration.rowhash import (
     hash_texts,
     quote_ident,
+    sql_hash_operand,
     sql_row_hash,
     sql_text,
     transformed_texts,
@@ -110,7 +111,14 @@ class SqlSide:
         return self.codec.param(value)
 
     def text_exprs(self) -> list[str]:
+        """SQL of the compared columns' canonical texts (a row diff shows them)."""
         return [sql_text(c.source, self.types.get(c.source, ""), c.transform)
+                for c in self.columns]
+
+    def hash_operands(self) -> list[str]:
+        """What the row hash is made of: the same texts, a column QUOTE() takes as is
+        given as is (rowhash.sql_hash_operand)."""
+        return [sql_hash_operand(c.source, self.types.get(c.source, ""), c.transform)
                 for c in self.columns]
 
     def error(self, exc: pymysql.MySQLError) -> Exception:
@@ -198,7 +206,7 @@ def checksum(conn: pymysql.connections.Connection, side: SqlSide, chunk: Range |
             count += 1
             xor ^= info.hash
         return count, xor
-    sql = (f"SELECT COUNT(*), COALESCE(BIT_XOR({sql_row_hash(side.text_exprs())}), 0) "
+    sql = (f"SELECT COUNT(*), COALESCE(BIT_XOR({sql_row_hash(side.hash_operands())}), 0) "
            f"FROM {side.fqtn}{where}")
     count, xor = _run(conn, side, sql, args)[0]
     return int(count), int(xor)
@@ -210,7 +218,7 @@ def row_hashes(conn: pymysql.connections.Connection, side: SqlSide, chunk: Range
     where, args = range_filter(side, chunk, window, exclude)
     if side.client:
         return _client_rows(conn, side, where, args)
-    sql = (f"SELECT {_head(side)}, {sql_row_hash(side.text_exprs())} "
+    sql = (f"SELECT {_head(side)}, {sql_row_hash(side.hash_operands())} "
            f"FROM {side.fqtn}{where}")
     width, head = side.width, side.head
     return [RowInfo(tuple(r[:width]), side.version_of(r), int(r[head]))

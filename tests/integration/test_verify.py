@@ -94,45 +94,52 @@ def test_sql_row_hash_equals_the_python_row_hash(fresh: dict) -> None:
 
 
 EDGE_ROWS = [
-    # id, text (utf8mb4), latin1 text, raw bytes, date, epoch ms
-    (1, "a#b", "Orléans", "Nîmes".encode(), datetime.date(2020, 1, 5), 86_400_000 * 3 - 1),
-    (2, "", "", b"", datetime.date(1999, 12, 31), 86_400_000 * 3),
-    (3, None, None, None, None, None),
-    (4, "N", "Besançon", b"Lyon", datetime.date(2024, 2, 29), -1),
+    # id, text (utf8mb4), latin1 text, raw bytes, date, epoch ms, unsigned bigint, tinyint
+    (1, "a#b", "Orléans", "Nîmes".encode(), datetime.date(2020, 1, 5), 86_400_000 * 3 - 1,
+     2**64 - 1, -128),
+    (2, "", "", b"", datetime.date(1999, 12, 31), 86_400_000 * 3, 0, 0),
+    (3, None, None, None, None, None, None, None),
+    (4, "N", "Besançon", b"Lyon", datetime.date(2024, 2, 29), -1, 2**63, 127),
     (5, "emoji \U0001f600 and 'quotes'", "Évry", "Saint-Étienne".encode(),
-     datetime.date(1970, 1, 1), 1_764_000_000_000),
+     datetime.date(1970, 1, 1), 1_764_000_000_000, 1, -1),
     # what QUOTE() escapes (backslash, quote, NUL, Control-Z) and what it leaves
-    (6, "a\\b'c\0d\x1ae\tf\ng\r", "NULL", b"x'y\\z", datetime.date(2000, 2, 29), 0),
+    (6, "a\\b'c\0d\x1ae\tf\ng\r", "NULL", b"x'y\\z", datetime.date(2000, 2, 29), 0, 42, 7),
 ]
 
 
 def test_sql_canonical_texts_match_python_on_edge_values(fresh: dict) -> None:
     """Day boundaries and negative ms (ms_to_day), NULL vs '' vs 'N' vs 'NULL', '#' inside
-    values, what QUOTE() escapes, latin1 columns, 4-byte UTF-8, raw bytes through utf8: SQL
-    and Python agree exactly."""
+    values, what QUOTE() escapes, latin1 columns, 4-byte UTF-8, raw bytes through utf8, integer
+    and date columns QUOTE() takes as they are (the extremes of BIGINT UNSIGNED and TINYINT):
+    SQL and Python agree exactly."""
     legacy = fresh["legacy"].settings()
     _sql(legacy, "DROP DATABASE IF EXISTS verify_edge",
          "CREATE DATABASE verify_edge DEFAULT CHARACTER SET utf8mb4",
          "CREATE TABLE verify_edge.t (id INT PRIMARY KEY, txt VARCHAR(50), l1 VARCHAR(50) "
-         "CHARACTER SET latin1, raw VARBINARY(50), d DATE, ms BIGINT)")
+         "CHARACTER SET latin1, raw VARBINARY(50), d DATE, ms BIGINT, u BIGINT UNSIGNED, "
+         "tiny TINYINT)")
     with connection(legacy) as conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO verify_edge.t VALUES (%s, %s, %s, %s, %s, %s)", EDGE_ROWS)
+        cur.executemany("INSERT INTO verify_edge.t VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        EDGE_ROWS)
     columns = (ColumnMap("id", "id"), ColumnMap("txt", "txt"), ColumnMap("l1", "l1"),
                ColumnMap("raw", "raw", "utf8"), ColumnMap("d", "d"),
-               ColumnMap("ms", "ms"), ColumnMap("day", "ms", "ms_to_day"))
+               ColumnMap("ms", "ms"), ColumnMap("day", "ms", "ms_to_day"), ColumnMap("u", "u"),
+               ColumnMap("tiny", "tiny"))
     types = {"id": "int", "txt": "varchar", "l1": "varchar", "raw": "varbinary", "d": "date",
-             "ms": "bigint"}
+             "ms": "bigint", "u": "bigint", "tiny": "tinyint"}
     side = mq.SqlSide(legacy, "verify_edge", "t", ("id",), "ms", columns, types)
     with connection(legacy) as conn:
         got = mq.rows_by_key(conn, side, [(r[0],) for r in EDGE_ROWS])
         hashes = {r.key[0]: r.hash for r in mq.row_hashes(conn, side, None, TimeWindow())}
     for row in EDGE_ROWS:
-        values = dict(zip(("id", "txt", "l1", "raw", "d", "ms"), row, strict=True))
+        values = dict(zip(("id", "txt", "l1", "raw", "d", "ms", "u", "tiny"), row,
+                          strict=True))
         expected = transformed_texts(columns, [values[c.source] for c in columns])
         assert got[str(row[0])].texts == expected, row
         assert hashes[row[0]] == hash_texts(expected), row
-    assert got["1"].texts is not None and got["1"].texts[-1] == "1970-01-03"
-    assert got["4"].texts is not None and got["4"].texts[-1] == "1969-12-31"
+    assert got["1"].texts is not None and got["1"].texts[-3:] == (
+        "1970-01-03", "18446744073709551615", "-128")
+    assert got["4"].texts is not None and got["4"].texts[-3] == "1969-12-31"
     assert len(set(hashes.values())) == len(EDGE_ROWS)
 
 

@@ -84,6 +84,18 @@ def test_sql_texts_by_type_and_transform() -> None:
         "2026-01-02 03:04:05.120000"
 
 
+def test_quote_takes_integer_and_date_columns_as_they_are() -> None:
+    assert n.sql_hash_operand("id", "bigint") == "`id`"
+    assert n.sql_hash_operand("d", "date") == "`d`"
+    # BIT and YEAR, transforms and every other type keep their canonical text
+    assert n.sql_hash_operand("b", "bit") == n.sql_text("b", "bit")
+    assert n.sql_hash_operand("y", "year") == n.sql_text("y", "year")
+    assert n.sql_hash_operand("ts", "bigint", "ms_to_day") == n.sql_text("ts", "bigint",
+                                                                         "ms_to_day")
+    assert n.sql_hash_operand("name", "varchar") == n.sql_text("name", "varchar")
+    assert n.sql_row_hash([n.sql_hash_operand("id", "int")]).count("QUOTE(`id`)") == 1
+
+
 def test_the_sql_row_hash_mirrors_the_python_one() -> None:
     sql = n.sql_row_hash(["CAST(`id` AS CHAR)", "CONVERT(`n` USING utf8mb4)"])
     assert sql == ("CAST(CONV(LEFT(MD5(CONCAT_WS('#', QUOTE(CAST(`id` AS CHAR)), "
