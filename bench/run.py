@@ -296,8 +296,9 @@ TARGETS = ("Galera", "verify Galera", "Cassandra", "verify Cassandra", "composit
 
 def growth_table(points: list[dict], main_quotes: int) -> None:
     """rows/s and peak RSS of each furet measure at each size, and the RSS check: the
-    largest size against ``main_quotes`` (the 5 M run: against 1 M), or against the
-    smallest when ``main_quotes`` is the largest."""
+    largest size against ``main_quotes`` (the 5 M run: against 1 M); when ``main_quotes``
+    is the largest, its ratio to the smallest is shown without a verdict (at 100,000
+    quotes a scan's pages and the SSTable helper's heap are not full yet)."""
     sizes = sorted({p["quotes"] for p in points})
     table = Table("measure", *[f"{q:,} quotes" for q in sizes],
                   title="how furet's cost grows: rows/s (peak RSS MiB)")
@@ -317,10 +318,13 @@ def growth_table(points: list[dict], main_quotes: int) -> None:
             base, big = by.get((name, reference)), by.get((name, largest))
             if base and big and base["peak_rss_mib"] and big["peak_rss_mib"]:
                 ratio = big["peak_rss_mib"] / base["peak_rss_mib"]
-                verdict = "flat" if ratio <= 1 + GROWTH_SHARE else "GROWS"
+                if reference == main_quotes:
+                    verdict = "flat" if ratio <= 1 + GROWTH_SHARE else "GROWS"
+                    said = f"{verdict}: goal within {GROWTH_SHARE:.0%}"
+                else:  # below the main size a reader's page or a JVM's heap still fills
+                    said = "the goal is set above the main size: BENCH_GROWTH=...,5000000"
                 console.print(f"  peak RSS {name}: {largest:,} / {reference:,} quotes = "
-                              f"{ratio:.2f} ({verdict}: goal within "
-                              f"{GROWTH_SHARE:.0%})", highlight=False)
+                              f"{ratio:.2f} ({said})", highlight=False)
 
 
 def _points(measures: list[Measure], quotes: int) -> list[dict]:

@@ -72,6 +72,22 @@ def test_the_growth_table_checks_peak_rss_of_the_largest_size(monkeypatch) -> No
     assert "Galera: verify: 5,000,000 / 1,000,000 quotes = 1.22 (GROWS" in text
 
 
+def test_below_the_main_size_the_growth_table_gives_no_verdict(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from bench import run
+
+    out = io.StringIO()
+    monkeypatch.setattr(run, "console", Console(file=out, width=200))
+    run.growth_table([_point(100_000, "Cassandra: verify", 97_000, 95.0),
+                      _point(1_000_000, "Cassandra: verify", 161_000, 240.0)], 1_000_000)
+    text = out.getvalue()
+    assert "Cassandra: verify: 1,000,000 / 100,000 quotes = 2.53 (the goal is set" in text
+    assert "GROWS" not in text and "flat" not in text
+
+
 def test_a_verify_measure_is_the_median_run_with_every_runs_seconds(monkeypatch) -> None:
     from bench import run
 
