@@ -53,7 +53,8 @@ def test_the_chart_series_are_per_measure_in_size_order() -> None:
                               "Cassandra: verify": [(100_000, 90_000.0, 99.0)]}
 
 
-def test_the_growth_table_checks_peak_rss_of_the_largest_size(monkeypatch) -> None:
+def _growth_text(monkeypatch, points: list[dict], main_quotes: int) -> str:
+    """What growth_table prints for ``points``."""
     import io
 
     from rich.console import Console
@@ -62,28 +63,25 @@ def test_the_growth_table_checks_peak_rss_of_the_largest_size(monkeypatch) -> No
 
     out = io.StringIO()
     monkeypatch.setattr(run, "console", Console(file=out, width=200))
-    run.growth_table([_point(1_000_000, "Galera: round 1", 40_000, 50.0),
-                      _point(5_000_000, "Galera: round 1", 41_000, 59.0),
-                      _point(1_000_000, "Galera: verify", 120_000, 50.0),
-                      _point(5_000_000, "Galera: verify", 110_000, 61.0)], 1_000_000)
-    text = out.getvalue()
+    run.growth_table(points, main_quotes)
+    return out.getvalue()
+
+
+def test_the_growth_table_checks_peak_rss_of_the_largest_size(monkeypatch) -> None:
+    text = _growth_text(monkeypatch, [_point(1_000_000, "Galera: round 1", 40_000, 50.0),
+                                      _point(5_000_000, "Galera: round 1", 41_000, 59.0),
+                                      _point(1_000_000, "Galera: verify", 120_000, 50.0),
+                                      _point(5_000_000, "Galera: verify", 110_000, 61.0)],
+                        1_000_000)
     assert "40,000 (50)" in text and "41,000 (59)" in text
     assert "Galera: round 1: 5,000,000 / 1,000,000 quotes = 1.18 (flat" in text
     assert "Galera: verify: 5,000,000 / 1,000,000 quotes = 1.22 (GROWS" in text
 
 
 def test_below_the_main_size_the_growth_table_gives_no_verdict(monkeypatch) -> None:
-    import io
-
-    from rich.console import Console
-
-    from bench import run
-
-    out = io.StringIO()
-    monkeypatch.setattr(run, "console", Console(file=out, width=200))
-    run.growth_table([_point(100_000, "Cassandra: verify", 97_000, 95.0),
-                      _point(1_000_000, "Cassandra: verify", 161_000, 240.0)], 1_000_000)
-    text = out.getvalue()
+    text = _growth_text(monkeypatch, [_point(100_000, "Cassandra: verify", 97_000, 95.0),
+                                      _point(1_000_000, "Cassandra: verify", 161_000, 240.0)],
+                        1_000_000)
     assert "Cassandra: verify: 1,000,000 / 100,000 quotes = 2.53 (the goal is set" in text
     assert "GROWS" not in text and "flat" not in text
 
