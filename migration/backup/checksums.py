@@ -310,11 +310,11 @@ def take_checksums(conn: pymysql.connections.Connection, settings: DbSettings,
         side = MariaDbSide(recorded.side(settings), reads, recorded.flow)
         with context(database=table.database, table=table.name, step="backup checksums"):
             if recorded.whole_table:
-                chunks = planner.fixed([Range(0, "key")], {}, TimeWindow())
+                chunks = planner.fixed([Range(0, "key")], Quarantine(), TimeWindow())
                 learn = None
             else:
                 chunks, learn = planner.adaptive(side.span(), TimeWindow(), recorded.numeric,
-                                                 {})
+                                                 Quarantine())
             found = []
             for chunk in chunks:
                 started = time.monotonic()

@@ -561,6 +561,43 @@ def quarantined_versions(conn: pymysql.connections.Connection, flow: str,
     return versions
 
 
+QUARANTINE_BATCH_KEYS = 5000  # row keys per batch of quarantined_version_batches
+
+
+def quarantined_version_batches(settings: DbSettings, flow: str, source_table: str,
+                                keys_per_batch: int = QUARANTINE_BATCH_KEYS,
+                                ) -> Iterator[dict[str, set[int]]]:
+    """What :func:`quarantined_versions` reads, in batches of whole keys (nothing before any
+    ledger): read unbuffered in the key texts' byte order, on a connection of its own (the
+    caller queries other connections between two batches), so one batch is held at a time
+    however large the quarantine (verify: migration/verify/quarantine.py)."""
+    conn = connect(settings, autocommit=True)
+    try:
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            try:
+                cur.execute("SELECT row_key, version FROM furet.quarantine WHERE flow = %s "
+                            "AND source_table = %s ORDER BY CAST(row_key AS BINARY)",
+                            (flow, source_table))
+            except pymysql.MySQLError as exc:
+                if exc.args and exc.args[0] in NO_LEDGER_ERRORS:
+                    return
+                raise
+            batch: dict[str, set[int]] = {}
+            last: str | None = None
+            while rows := cur.fetchmany(1000):
+                for key, version in rows:
+                    text = str(key)
+                    if text != last and len(batch) >= keys_per_batch:
+                        yield batch
+                        batch = {}
+                    batch.setdefault(text, set()).add(int(version))
+                    last = text
+            if batch:
+                yield batch
+    finally:
+        conn.close()
+
+
 def key_hash(row_key: str) -> str:
     """furet.quarantine's unique key on a row key text: the SHA-256 of its UTF-8 bytes (as
     MariaDB's ``SHA2(row_key, 256)`` on the utf8mb4 column computes it)."""

@@ -10,6 +10,7 @@ lacked writes that the confirming consistency finds. Each side reads the way its
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ from migration.canonical import key_text
 from migration.progress import Reporter
 from migration.verify.chunks import Range
 from migration.verify.drilldown import Classified, merge
-from migration.verify.planner import Chunk, ChunkPlanner, Quarantine, quarantine_of
+from migration.verify.planner import Chunk, ChunkPlanner, Quarantine, Versions, quarantine_of
 from migration.verify.report import TableReport, shown_key
 from migration.verify.report_builder import key_order
 from migration.verify.sides import Pair, Reads
@@ -30,7 +31,7 @@ class Comparer:
     flow: the legacy rows its forward flow quarantined, which the target never held)."""
 
     def __init__(self, planner: ChunkPlanner, reads: Reads, progress: Reporter,
-                 quarantined_versions: Callable[[str], dict[str, set[int]]],
+                 quarantined_versions: Callable[[str], Versions],
                  max_report_rows: int,
                  kept: Callable[[Pair], Quarantine] | None = None) -> None:
         self.planner = planner
@@ -48,7 +49,7 @@ class Comparer:
                               pair.numeric_key, pair.source.current_versions,
                               versioned=bool(pair.tf.version))
         if self.kept is not None:
-            found.update(self.kept(pair))
+            found = found.union(self.kept(pair))
         return found
 
     def _checksum(self, pair: Pair, chunk: Chunk) -> None:
@@ -115,9 +116,9 @@ class Comparer:
         self._run_chunks(pair, chunks, on_done)
         done.sort(key=lambda c: c.rng.no)
         report.quarantined = sum(len(c.excluded) for c in done if c.take)
-        report.quarantined_keys = [shown_key(k) for k in sorted(
-            (k for c in done if c.take for k in c.excluded),
-            key=lambda k: key_order(key_text(k)))[:self.max_report_rows]]
+        report.quarantined_keys = [shown_key(k) for k in heapq.nsmallest(
+            self.max_report_rows, (k for c in done if c.take for k in c.excluded),
+            key=lambda k: key_order(key_text(k)))]
         report.target_seconds = pair.target.bucket(done, quarantine)
         result = Classified()
         for chunk in done:

@@ -29,17 +29,21 @@ and current versions come through :class:`Span` and a callable.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from migration.engine.keys import Key
 from migration.engine.plan import integer_key_is_dense
 from migration.verify.chunks import BoundaryRanges, ChunkSizer, IntegerRanges, Range, chunk_units
+from migration.verify.quarantine import Quarantine
 from migration.verify.report import ChunkReport, shown_key
 from migration.verify.window import Sampler, TimeWindow
 
-Quarantine = dict[str, tuple[Key, int]]  # key text -> (native key, current ledger version)
+# key text -> (native key, current ledger version): the source rows found by key
+Current = dict[str, tuple[Key, int]]
+# furet.quarantine's versions per key text, all at once or in batches of whole keys
+Versions = Mapping[str, set[int]] | Iterable[Mapping[str, set[int]]]
 
 
 @dataclass
@@ -83,19 +87,27 @@ def _lookup_key(text: str, width: int, numeric_key: bool) -> Key | None:
     return tuple(parts)
 
 
-def quarantine_of(versions: Mapping[str, set[int]], width: int, numeric_key: bool,
-                  current: Callable[[Sequence[Key]], Quarantine],
+def quarantine_of(versions: Versions, width: int, numeric_key: bool,
+                  current: Callable[[Sequence[Key]], Current],
                   versioned: bool = True) -> Quarantine:
     """The source rows whose current version is among their quarantined ``versions`` (key
-    text -> ledger versions; ``current``: keys -> the source's current versions of those
-    that exist, by key text). Not ``versioned`` (``version: none``): every source row whose
-    key is quarantined, at any version."""
-    lookups = [k for k in (_lookup_key(t, width, numeric_key) for t in versions)
-               if k is not None]
-    if not lookups:
-        return {}
-    return {k: v for k, v in current(lookups).items()
-            if not versioned or v[1] in versions.get(k, set())}
+    text -> ledger versions, a mapping or batches of them, each key in one batch;
+    ``current``: keys -> the source's current versions of those that exist, by key text).
+    Not ``versioned`` (``version: none``): every source row whose key is quarantined, at
+    any version. One batch at a time is held besides the result."""
+    batches = [versions] if isinstance(versions, Mapping) else versions
+
+    def found() -> Iterator[tuple[Key, int]]:
+        for batch in batches:
+            lookups = [k for k in (_lookup_key(t, width, numeric_key) for t in batch)
+                       if k is not None]
+            if not lookups:
+                continue
+            for text, (native, version) in current(lookups).items():
+                if not versioned or version in batch.get(text, set()):
+                    yield native, version
+
+    return Quarantine(found())
 
 
 class ChunkPlanner:
@@ -107,13 +119,7 @@ class ChunkPlanner:
     @staticmethod
     def excluded(quarantine: Quarantine, rng: Range, window: TimeWindow) -> list[Key]:
         """Native keys of the quarantined rows that ``rng`` (and the window) holds."""
-        out = []
-        for native, version in quarantine.values():
-            if not window.contains(version):
-                continue
-            if rng.contains(version if rng.kind == "version" else native):
-                out.append(native)
-        return out
+        return quarantine.in_range(rng, window)
 
     def _ranges(self, span: Span, window: TimeWindow, numeric_key: bool
                 ) -> tuple[IntegerRanges | BoundaryRanges, ChunkSizer, bool]:

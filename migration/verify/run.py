@@ -36,12 +36,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
+from migration.canonical import key_text
 from migration.config import DbSettings, FuretConfig
 from migration.contract import COMMANDS
 from migration.db import connect, db_error
@@ -66,7 +67,7 @@ from migration.verify.chunks import Range
 from migration.verify.compare import Comparer
 from migration.verify.drilldown import Classified
 from migration.verify.mysql_checksum import SqlSide
-from migration.verify.planner import ChunkPlanner, Quarantine, quarantine_of
+from migration.verify.planner import ChunkPlanner, Quarantine, Versions, quarantine_of
 from migration.verify.repair import RepairPolicy, ledger_quarantine, repair_pair
 from migration.verify.report import TableReport, VerifyReport
 from migration.verify.report_builder import fill_report
@@ -215,13 +216,13 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
     return pairs
 
 
-def _ledger_versions(reads: Reads, settings: DbSettings,
-                     flow: str) -> Callable[[str], dict[str, set[int]]]:
-    """furet.quarantine's versions per row key of a source table (on the target)."""
+def _ledger_versions(settings: DbSettings, flow: str) -> Callable[[str], Versions]:
+    """furet.quarantine's versions per row key of a source table (on the target), in
+    batches of whole keys."""
 
-    def versions(source_table: str) -> dict[str, set[int]]:
+    def versions(source_table: str) -> Iterator[dict[str, set[int]]]:
         try:
-            return ledger.quarantined_versions(reads.conns.get(settings), flow, source_table)
+            yield from ledger.quarantined_version_batches(settings, flow, source_table)
         except pymysql.MySQLError as exc:
             raise db_error(exc, settings, "furet", "quarantine") from None
 
@@ -250,9 +251,10 @@ def _forward_quarantine(reads: Reads, settings: DbSettings,
         held = quarantine_of(versions, pair.tf.width, pair.numeric_key,
                              target.current_versions, versioned=bool(pair.tf.version))
         if not held:
-            return {}
-        in_source = pair.source.current_versions([native for native, _ in held.values()])
-        return {text: row for text, row in held.items() if text not in in_source}
+            return held
+        in_source = pair.source.current_versions([native for native, _ in held.entries()])
+        return Quarantine((native, version) for native, version in held.entries()
+                          if key_text(native) not in in_source)
 
     return kept
 
@@ -336,7 +338,7 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
         pairs = build_pairs(config, flow, options, source, target, session, reads, sink,
                             window, scan_profile)
         comparer = Comparer(ChunkPlanner(sampler, options.chunk_time, options.initial_chunk),
-                            reads, sink, _ledger_versions(reads, config.target, flow.name),
+                            reads, sink, _ledger_versions(config.target, flow.name),
                             options.max_report_rows,
                             _forward_quarantine(reads, config.target, flow))
         compared = []

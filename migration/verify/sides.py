@@ -50,7 +50,7 @@ from migration.verify import cassandra_checksum as cq
 from migration.verify import mysql_checksum as mq
 from migration.verify.drilldown import Classified, classify, group
 from migration.verify.mysql_checksum import RowInfo, SqlSide
-from migration.verify.planner import Chunk, Quarantine
+from migration.verify.planner import Chunk, Current, Quarantine
 from migration.verify.window import TimeWindow
 
 BATCH = 500  # rows per repair statement or transaction
@@ -252,7 +252,7 @@ class MariaDbSide:
     def texts(self, keys: Sequence[Key]) -> dict[str, RowInfo]:
         return self.rows_by_key(keys)
 
-    def current_versions(self, keys: Sequence[Key]) -> Quarantine:
+    def current_versions(self, keys: Sequence[Key]) -> Current:
         return mq.current_versions(self._conn(), self.sql, keys)
 
     def source_rows(self, keys: Sequence[Key]) -> list[tuple[Any, ...]]:

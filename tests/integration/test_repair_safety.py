@@ -348,6 +348,28 @@ def test_long_quarantine_keys_are_kept_whole_and_a_v3_ledger_upgrades(fresh: dic
 # --- 5b: a row one query table rejects is not left in the others --------------------------
 
 
+def test_verify_reads_the_quarantine_in_batches_of_whole_keys(fresh: dict) -> None:
+    """Texts equal under the ledger's collation ('a', 'A') and a key with several versions
+    stay whole: each key in one batch, the batches together what quarantined_versions
+    reads at once."""
+    recorded = [("a", 1), ("A", 1), ("a", 2), ("b", 5), ("é", 3), ("B", 1), ("a", 3), ("c", 1)]
+    settings = fresh["target"].settings()
+    with connection(settings) as conn:
+        ledger.record_quarantine(conn, "fb", 1, [
+            QuarantinedRow("quote", key, version, "quote", "bad value: x", {"id": key})
+            for key, version in recorded])
+        whole = ledger.quarantined_versions(conn, "fb", "quote")
+    batches = list(ledger.quarantined_version_batches(settings, "fb", "quote",
+                                                      keys_per_batch=2))
+    assert [len(b) for b in batches] == [2, 2, 2]
+    merged: dict[str, set[int]] = {}
+    for batch in batches:
+        assert not set(batch) & set(merged)
+        merged.update(batch)
+    assert merged == whole == {"a": {1, 2, 3}, "A": {1}, "b": {5}, "B": {1}, "é": {3},
+                               "c": {1}}
+
+
 def test_a_row_rejected_by_one_query_table_is_not_left_in_the_other(
         fresh: dict, cassandra_node: str) -> None:
     config, settings = _cassandra(fresh, cassandra_node, 50)

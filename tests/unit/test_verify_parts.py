@@ -28,7 +28,7 @@ from migration.verify.chunks import Range
 from migration.verify.compare import Comparer
 from migration.verify.drilldown import Classified, classify, group
 from migration.verify.mysql_checksum import RowInfo
-from migration.verify.planner import Chunk, ChunkPlanner, Quarantine, quarantine_of
+from migration.verify.planner import Chunk, ChunkPlanner, Current, Quarantine, quarantine_of
 from migration.verify.repair import RepairPolicy, ledger_quarantine, repair_pair
 from migration.verify.report import TableReport
 from migration.verify.report_builder import fill_report
@@ -123,7 +123,7 @@ class Store:
             chunk.report.target_rows = chunk.target[0]
         return 1.5
 
-    def current_versions(self, keys: Sequence[Key]) -> Quarantine:
+    def current_versions(self, keys: Sequence[Key]) -> Current:
         return {nk(k): (k, self.rows[self._raw(k)][0]) for k in keys
                 if self._raw(k) in self.rows}
 
@@ -215,12 +215,12 @@ def test_quarantine_keeps_only_rows_whose_current_version_is_quarantined() -> No
     current = {"1": ((1,), 10), "2": ((2,), 20), "3": ((3,), 31)}
     asked: list[Sequence[Key]] = []
 
-    def lookup(keys: Sequence[Key]) -> Quarantine:
+    def lookup(keys: Sequence[Key]) -> Current:
         asked.append(keys)
         return {k: v for k, v in current.items() if v[0] in keys}
 
     got = quarantine_of({"1": {10}, "2": {19}, "3": {30, 31}, "x": {1}}, 1, True, lookup)
-    assert got == {"1": ((1,), 10), "3": ((3,), 31)}  # 2 changed since; "x" is no integer key
+    assert got.as_dict() == {"1": ((1,), 10), "3": ((3,), 31)}  # 2 changed; "x": no integer
     assert sorted(asked[0]) == [(1,), (2,), (3,)]
 
 
@@ -230,7 +230,7 @@ def test_quarantine_of_a_composite_key_looks_up_its_texts_and_matches_by_key_tex
     converts to the key ("007" for 7) matches nothing."""
     rows = {(7, "b"): 5, (8, "a"): 6, (9, "c"): 9}
 
-    def lookup(keys: Sequence[Key]) -> Quarantine:
+    def lookup(keys: Sequence[Key]) -> Current:
         found = {}
         for k in keys:               # like MariaDB: '007' = 7
             native = (int(k[0]), k[1])
@@ -240,26 +240,26 @@ def test_quarantine_of_a_composite_key_looks_up_its_texts_and_matches_by_key_tex
 
     texts = {key_text((7, "b")): {5}, key_text((8, "a")): {1}, '["007", "c"]': {9},
              '["9"]': {9}, "9": {9}, "[not json": {9}}
-    assert quarantine_of(texts, 2, False, lookup) == {'["7", "b"]': ((7, "b"), 5)}
+    assert quarantine_of(texts, 2, False, lookup).as_dict() == {'["7", "b"]': ((7, "b"), 5)}
 
 
 def test_planner_cuts_contiguous_chunks_open_at_both_ends_with_exclusions() -> None:
     planner = ChunkPlanner(Sampler(1.0), chunk_time=0.3, initial_chunk=250)
     chunks, _ = planner.adaptive(Span(range(1, 1001)), TimeWindow(), True,
-                                 {"300": ((300,), 5), "777": ((777,), 5)})
+                                 Quarantine([((300,), 5), ((777,), 5)]))
     got = list(chunks)   # nothing learnt: the first size throughout
     assert [(c.rng.lo, c.rng.hi) for c in got] == [
         (None, 250), (250, 500), (500, 750), (750, None)]
     assert [c.excluded for c in got] == [[], [(300,)], [], [(777,)]]
     assert all(c.take and c.report.status == "ok" for c in got)
-    again = list(planner.fixed([got[1].rng], {"300": ((300,), 5)}, TimeWindow()))
+    again = list(planner.fixed([got[1].rng], Quarantine([((300,), 5)]), TimeWindow()))
     assert again[0].take and again[0].excluded == [(300,)] and again[0].rng == got[1].rng
 
 
 def test_planner_cuts_composite_keys_at_boundaries_with_exclusions() -> None:
     keys = [(o, f"l{n}") for o in range(1, 101) for n in range(10)]      # 1000 key tuples
     planner = ChunkPlanner(Sampler(1.0), chunk_time=0.3, initial_chunk=250)
-    quarantine = {key_text(k): (k, 3) for k in ((5, "l1"), (25, "l9"), (100, "l2"))}
+    quarantine = Quarantine((k, 3) for k in ((5, "l1"), (25, "l9"), (100, "l2")))
     chunks, _ = planner.adaptive(Span(keys), TimeWindow(), False, quarantine)
     got = list(chunks)   # nothing learnt: the first size throughout
     assert [(c.rng.lo, c.rng.hi) for c in got] == [
@@ -274,7 +274,7 @@ def test_planner_cuts_composite_keys_at_boundaries_with_exclusions() -> None:
 def test_planner_samples_with_one_reproducible_sampler() -> None:
     def taken(seed: int) -> list[bool]:
         planner = ChunkPlanner(Sampler(0.5, seed), 0.3, initial_chunk=100)
-        chunks, _ = planner.adaptive(Span(range(1, 2001)), TimeWindow(), True, {})
+        chunks, _ = planner.adaptive(Span(range(1, 2001)), TimeWindow(), True, Quarantine())
         return [c.take for c in chunks]
 
     first = taken(3)

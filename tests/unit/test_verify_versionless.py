@@ -29,7 +29,7 @@ from migration.verify.chunks import Range
 from migration.verify.compare import Comparer
 from migration.verify.drilldown import Classified, classify, group
 from migration.verify.mysql_checksum import RowInfo
-from migration.verify.planner import Chunk, ChunkPlanner, Quarantine, quarantine_of
+from migration.verify.planner import Chunk, ChunkPlanner, Current, Quarantine, quarantine_of
 from migration.verify.repair import RepairPolicy, repair_pair
 from migration.verify.report import VerifyReport, render_html
 from migration.verify.report_builder import fill_report
@@ -104,14 +104,14 @@ def test_a_quarantined_key_without_a_version_is_excluded_at_any_version() -> Non
     holds are not excluded (nothing to leave out)."""
     versions = {key_text((1, "a")): {0}, key_text((2, "b")): {1700}, key_text((9, "z")): {0}}
 
-    def current(keys: Sequence[Key]) -> Quarantine:
+    def current(keys: Sequence[Key]) -> Current:
         held = {(1, "a"), (2, "b")}
         return {nk(k): (k, 0) for k in ((int(a), b) for a, b in keys) if k in held}
 
-    assert set(quarantine_of(versions, 2, False, current, versioned=False)) == {
+    assert set(quarantine_of(versions, 2, False, current, versioned=False).as_dict()) == {
         '["1", "a"]', '["2", "b"]'}
     # the rule of versioned tables: only the current version counts
-    assert set(quarantine_of(versions, 2, False, current)) == {'["1", "a"]'}
+    assert set(quarantine_of(versions, 2, False, current).as_dict()) == {'["1", "a"]'}
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class Store:
     def bucket(self, done: Sequence[Chunk], quarantine: Quarantine) -> float:
         return 0.0
 
-    def current_versions(self, keys: Sequence[Key]) -> Quarantine:
+    def current_versions(self, keys: Sequence[Key]) -> Current:
         """Looked up by texts (as SQL converts them), matched back by key text."""
         wanted = {nk(k) for k in keys}
         return {nk(k): (k, 0) for k in self.rows if nk(k) in wanted}

@@ -1,0 +1,133 @@
+"""The quarantined source rows a verification leaves out of both sides, held compactly.
+
+A verify expects absent from the target every source row whose CURRENT version is in
+furet.quarantine (:mod:`migration.verify.planner`). A table's quarantine grows with the
+table when a share of its rows is dirty (make bench: 14,915 rows at 1 M quotes, 75,037 at
+5 M), and every chunk asks which quarantined keys it holds. Held as a dict of key texts,
+a row cost about 600 bytes and each chunk walked them all (the Galera verify's peak RSS
+went 52 -> 91 MiB from 1 M to 5 M quotes: README, Benchmarks). Here the rows are sorted by
+key, and by version for version-range chunks, and a chunk finds its own by bisect; a
+single integer key, the versions and the key texts' hashes (the Cassandra side matches
+a row by its key text) are 8-byte array items.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from migration.canonical import key_text
+from migration.engine.keys import Key
+from migration.verify.chunks import Range, as_key
+from migration.verify.window import TimeWindow
+
+_I64 = (-(2**63), 2**63 - 1)
+
+
+def _int64s(values: list[Any]) -> array | list[Any]:
+    """``values`` as an array of 8-byte integers when they all are such, else as they are."""
+    if all(type(v) is int and _I64[0] <= v <= _I64[1] for v in values):
+        return array("q", values)
+    return values
+
+
+class Quarantine:
+    """Quarantined rows: native key -> current ledger version, one entry per key (a later
+    entry for the same key wins)."""
+
+    def __init__(self, entries: Iterable[tuple[Key, int]] = ()) -> None:
+        keys: list[Key] = []
+        versions: list[int] = []
+        for key, version in entries:
+            keys.append(tuple(key))
+            versions.append(version)
+        # sorted by key; among equal keys the sort is stable, so the last entry is kept
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        kept: list[int] = []
+        for i in order:
+            if kept and keys[kept[-1]] == keys[i]:
+                kept[-1] = i
+            else:
+                kept.append(i)
+        sorted_keys = [keys[i] for i in kept]
+        self._versions = _int64s([versions[i] for i in kept])
+        del keys, versions, order, kept
+        ints = (_int64s([k[0] for k in sorted_keys])
+                if all(len(k) == 1 and type(k[0]) is int for k in sorted_keys) else None)
+        self._ints = isinstance(ints, array)   # a single integer key: held as 8 bytes
+        self._keys: array | list[Any] = ints if isinstance(ints, array) else sorted_keys
+        self._texts = array("q", sorted(hash(key_text(k)) for k in sorted_keys))
+        del sorted_keys
+        # positions by version, for the version-range chunks of --since/--until
+        by_version = sorted(range(len(self._versions)), key=self._versions.__getitem__)
+        self._by_version = array("q", by_version)
+        self._sorted_versions = _int64s([self._versions[i] for i in by_version])
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def __bool__(self) -> bool:
+        return len(self._versions) > 0
+
+    def key(self, i: int) -> Key:
+        return (self._keys[i],) if self._ints else self._keys[i]
+
+    def entries(self) -> Iterator[tuple[Key, int]]:
+        """(native key, current version) of each row, in key order."""
+        for i in range(len(self._versions)):
+            yield self.key(i), self._versions[i]
+
+    def as_dict(self) -> dict[str, tuple[Key, int]]:
+        """key text -> (native key, version): what a report or a test shows."""
+        return {key_text(k): (k, v) for k, v in self.entries()}
+
+    def __contains__(self, text: object) -> bool:
+        """Whether a row of this key text is quarantined (a hash of the text is held: two
+        texts with the same 64-bit hash would both match)."""
+        if not isinstance(text, str):
+            return False
+        h = hash(text)
+        i = bisect_left(self._texts, h)
+        return i < len(self._texts) and self._texts[i] == h
+
+    def union(self, other: Quarantine) -> Quarantine:
+        """Both quarantines; ``other``'s entry wins for a key in both."""
+        if not other:
+            return self
+        if not self:
+            return other
+        return Quarantine([*self.entries(), *other.entries()])
+
+    def in_range(self, rng: Range, window: TimeWindow) -> list[Key]:
+        """Native keys of the rows ``rng`` (and the window) holds."""
+        if rng.kind == "version":
+            versions = self._sorted_versions
+            start = 0 if rng.lo is None else bisect_right(versions, rng.lo)
+            stop = len(versions) if rng.hi is None else bisect_right(versions, rng.hi)
+            positions: Iterable[int] = (self._by_version[j] for j in range(start, stop))
+        else:
+            start, stop = self._key_span(as_key(rng.lo), as_key(rng.hi))
+            positions = range(start, stop)
+        return [self.key(i) for i in positions if window.contains(self._versions[i])]
+
+    def _key_span(self, lo: Key | None, hi: Key | None) -> tuple[int, int]:
+        """Positions of the keys in ``(lo, hi]`` (None: open)."""
+        keys = self._keys
+        if self._ints:
+            if (lo is not None and not _one_int(lo)) or (hi is not None and not _one_int(hi)):
+                # bounds of another shape than the keys: compare as tuples, one by one
+                inside = [i for i in range(len(keys))
+                          if Range(0, "key", lo, hi).contains((keys[i],))]
+                return (inside[0], inside[-1] + 1) if inside else (0, 0)
+            start = 0 if lo is None else bisect_right(keys, lo[0])
+            stop = len(keys) if hi is None else bisect_right(keys, hi[0])
+            return start, max(start, stop)
+        start = 0 if lo is None else bisect_right(keys, lo)
+        stop = len(keys) if hi is None else bisect_right(keys, hi)
+        return start, max(start, stop)
+
+
+def _one_int(bound: Key) -> bool:
+    return len(bound) == 1 and type(bound[0]) is int
