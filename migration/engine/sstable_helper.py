@@ -70,6 +70,7 @@ class SstableHelper:
         _remove_orphans(Path(work_parent or tempfile.gettempdir()))
         self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-",
                                           dir=work_parent))
+        self.launcher = launcher
         self.tables: dict[str, int] = {}
         self.log = self.work / "helper.log"   # its stderr: the last line names a failure
         with open(self.log, "wb") as log:
@@ -105,6 +106,9 @@ class SstableHelper:
         text = self.log.read_text("utf-8", "replace") if self.log.exists() else ""
         lines = [ln for ln in text.splitlines() if ln.strip()]
         last = lines[-1].strip()[:300] if lines else "no output"
+        if "OutOfMemoryError" in last:
+            last += (f" (its heap, -Xmx in {Path(self.launcher).parent.parent}/jvm.options, "
+                     "is too small for this many query tables of one source table)")
         return FuretError(f"sstable helper stopped (exit {code}): {last}")
 
     def table(self, keyspace: str, table: str, create: str, insert: str) -> None:

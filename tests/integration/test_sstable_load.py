@@ -29,7 +29,7 @@ from migration.cassandra_session import cassandra_session
 from migration.config import CassandraSettings, FuretConfig
 from migration.db import connection, query
 from migration.engine.round import RoundOptions, run_round
-from migration.engine.sstable_helper import default_launcher
+from migration.engine.sstable_helper import SstableHelper, default_launcher
 from migration.errors import FuretError
 from migration.legacy.seed import seed
 
@@ -213,3 +213,33 @@ def test_a_helper_killed_at_a_random_moment_fails_the_round_and_the_resume_loads
         assert first.status == "done"
     _assert_equal(settings, _source(fresh))
     assert not _helpers()
+
+
+def test_a_helper_out_of_heap_stops_in_one_line_instead_of_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper whose heap cannot hold its tables' buffers exits (jvm.options:
+    ExitOnOutOfMemoryError, the JVM's message on stderr) and the writer says so in one
+    line: before, a writer's disk thread died of it and the helper waited for ever."""
+    java = tmp_path / "java-small-heap"
+    # after jvm.options (the first argument, @argfile): a later -Xmx wins
+    java.write_text('#!/bin/sh\nfirst="$1"; shift\nexec java "$first" -Xms24m -Xmx24m "$@"\n')
+    java.chmod(0o755)
+    monkeypatch.setenv("JAVA", str(java))
+    tables = 40
+    with SstableHelper(default_launcher(), str(tmp_path)) as helper, \
+            pytest.raises(FuretError) as stopped:
+        # a helper that hangs is killed: its exit code then fails the assertion below
+        watchdog = threading.Timer(120, helper.proc.kill)
+        watchdog.start()
+        for t in range(tables):
+            helper.table("ks", f"t{t}", f"CREATE TABLE ks.t{t} (id int PRIMARY KEY, v text)",
+                         f"INSERT INTO ks.t{t} (id, v) VALUES (?, ?)")
+        for i in range(200_000):
+            for t in range(tables):
+                helper.row(f"t{t}", i, [i.to_bytes(4, "big"), b"x" * 200])
+        helper.flush()
+    watchdog.cancel()
+    message = str(stopped.value)
+    assert message.startswith("sstable helper stopped (exit 3): Terminating due to "
+                              "java.lang.OutOfMemoryError"), message
+    assert "jvm.options" in message and "\n" not in message

@@ -49,7 +49,9 @@ public final class SstableHelper {
         }
     }
 
-    private static final int MIN_TABLE_BUFFER_MIB = 4;
+    // 1 MiB: the smallest size CQLSSTableWriter takes; the budget then holds for up to 32
+    // query tables fed from one source table (beyond, 1 MiB each).
+    private static final int MIN_TABLE_BUFFER_MIB = 1;
     private final Path root;
     private final int bufferMiB;   // the buffer budget, shared by the tables
     private final Map<Integer, Table> tables = new HashMap<>();
