@@ -229,23 +229,18 @@ def _ledger_versions(settings: DbSettings, flow: str) -> Callable[[str], Version
     return versions
 
 
-def _forward_quarantine(reads: Reads, settings: DbSettings,
-                        flow: Flow) -> Callable[[Pair], Quarantine] | None:
+def _forward_quarantine(settings: DbSettings, flow: Flow) -> Callable[[Pair], Quarantine] | None:
     """A reverse flow's legacy rows that its forward flow quarantined (furet.quarantine of
     ``flow.reverse_of``, at their current version) and the target does not hold: never
     migrated, they stay in the legacy as they are, expected there and nowhere else. Left
     out of both sides like quarantined rows (and never deleted by ``--delete-extra``)."""
     if not flow.reverse_of:
         return None
-    forward = flow.reverse_of
+    forward_versions = _ledger_versions(settings, flow.reverse_of)
 
     def kept(pair: Pair) -> Quarantine:
-        try:
-            # the forward flow's source table is the reverse flow's target table
-            versions = ledger.quarantined_versions(reads.conns.get(settings), forward,
-                                                   pair.tm.table)
-        except pymysql.MySQLError as exc:
-            raise db_error(exc, settings, "furet", "quarantine") from None
+        # the forward flow's source table is the reverse flow's target table
+        versions = forward_versions(pair.tm.table)
         target = pair.target
         assert isinstance(target, MariaDbSide)  # reverse flows are MariaDB to MariaDB
         held = quarantine_of(versions, pair.tf.width, pair.numeric_key,
@@ -340,7 +335,7 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
         comparer = Comparer(ChunkPlanner(sampler, options.chunk_time, options.initial_chunk),
                             reads, sink, _ledger_versions(config.target, flow.name),
                             options.max_report_rows,
-                            _forward_quarantine(reads, config.target, flow))
+                            _forward_quarantine(config.target, flow))
         compared = []
         for pair in pairs:  # every table is compared before any is repaired
             table_started = time.monotonic()
