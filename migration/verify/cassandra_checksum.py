@@ -34,7 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from migration.canonical import value_text
 from migration.engine.keys import Key
 from migration.engine.versions import EPOCH, US, VersionCodec
-from migration.rowhash import hash_texts, hash_values, register_cassandra_dates
+from migration.rowhash import hash_texts, register_cassandra_dates, row_hasher
 from migration.verify.chunks import Range, as_key
 from migration.verify.mysql_checksum import INTEGER_VERSION, RowInfo
 
@@ -88,6 +88,8 @@ class CassandraSide:
     codec: VersionCodec = INTEGER_VERSION  # the flow table's version codec
     # The repair's writes: config cassandra.write_consistency.
     write_consistency: str = "LOCAL_QUORUM"
+    # CQL type of each of ``columns`` (TableShape.types): the scan's row hasher
+    types: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -102,16 +104,23 @@ class CassandraSide:
         return self.codec.ledger(value)
 
 
-def table_keys(session: Any, keyspace: str, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(partition key columns, primary key columns) in their order."""
-    rows = session.execute("SELECT column_name, kind, position FROM system_schema.columns "
-                           "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table))
-    part = sorted((r.position, r.column_name) for r in rows if r.kind == "partition_key")
-    rows = session.execute("SELECT column_name, kind, position FROM system_schema.columns "
-                           "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table))
-    clus = sorted((r.position, r.column_name) for r in rows if r.kind == "clustering")
-    partition = tuple(c for _, c in part)
-    return partition, partition + tuple(c for _, c in clus)
+@dataclass(frozen=True)
+class TableShape:
+    partition_key: tuple[str, ...]
+    primary_key: tuple[str, ...]     # partition then clustering columns
+    types: dict[str, str]            # column -> CQL type (system_schema.columns)
+
+
+def table_shape(session: Any, keyspace: str, table: str) -> TableShape:
+    """The table's key columns in their order and its columns' CQL types."""
+    rows = list(session.execute(
+        "SELECT column_name, kind, position, type FROM system_schema.columns "
+        "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table)))
+    part = tuple(c for _, c in sorted((r.position, r.column_name) for r in rows
+                                      if r.kind == "partition_key"))
+    clus = tuple(c for _, c in sorted((r.position, r.column_name) for r in rows
+                                      if r.kind == "clustering"))
+    return TableShape(part, part + clus, {r.column_name: r.type for r in rows})
 
 
 class Locator:
@@ -123,7 +132,10 @@ class Locator:
     def __init__(self, chunks: Sequence[Range]) -> None:
         self.chunks = list(chunks)
         self.by_key = bool(self.chunks) and self.chunks[0].kind == "key"
-        bound = as_key if self.by_key else (lambda b: b)
+        # a single integer key: bounds and keys compared as ints, no tuple compared per row
+        bounds = [b for c in self.chunks for b in (c.lo, c.hi) if b is not None]
+        self.ints = self.by_key and bool(bounds) and all(type(b) is int for b in bounds)
+        bound = as_key if self.by_key and not self.ints else (lambda b: b)
         # each chunk's bounds as the values compared (key tuples when by key), None = open
         self.los = [bound(c.lo) for c in self.chunks]
         self.his = [bound(c.hi) for c in self.chunks]
@@ -135,7 +147,12 @@ class Locator:
         of a scan: bounds are precomputed, one bisect and two comparisons."""
         if value is None or not self.chunks:
             return None
-        if self.by_key and not isinstance(value, tuple):
+        if self.ints:
+            if type(value) is tuple:
+                if len(value) != 1:
+                    return None
+                value = value[0]
+        elif self.by_key and not isinstance(value, tuple):
             value = (value,)
         i = bisect.bisect_left(self.searched, value)
         if i >= len(self.chunks):
@@ -158,13 +175,15 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
          workers: int = 4, page_rows: int = PAGE_ROWS,
          on_rows: Callable[[int], None] | None = None,
          throttle: Callable[[int], None] | None = None,
-         profile: str | None = None) -> ScanResult:
+         profile: str | None = None, versions: bool = True) -> ScanResult:
     """Read ``side``'s whole table; aggregate each row into ``chunk_of(key, version)``.
 
     ``keep(key, version)`` (drill-down pass) keeps the rows it accepts, with
     their texts and values, in ``ScanResult.kept``. ``profile``: the execution profile
     (consistency) of the reads, ``side.profile`` by default. ``page_rows``: rows per page;
-    each of the ``workers`` holds one page.
+    each of the ``workers`` holds one page. ``versions``: whether ``chunk_of`` buckets by
+    version (a window); without it and without ``keep`` it is given None, and a row's
+    version is not converted.
     """
     from cassandra.query import SimpleStatement
 
@@ -174,6 +193,8 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
     version_i = cols.index(side.version)
     key_of = _key_getter(key_is)
     version_of = side.version_of
+    with_versions = versions or keep is not None
+    hash_row = row_hasher(side.types)
     token = f"token({', '.join(side.partition_key)})"
     cql = (f"SELECT {', '.join(cols)} FROM {side.keyspace}.{side.table} "
            f"WHERE {token} > %s AND {token} <= %s")
@@ -189,13 +210,13 @@ def scan(side: CassandraSide, chunk_of: Callable[[Key, int | None], int | None],
         rows = pending = 0
         for row in result:
             key = key_of(row)
-            version = version_of(row[version_i])
+            version = version_of(row[version_i]) if with_versions else None
             rows += 1
             pending += 1
             index = chunk_of(key, version)
             kept = keep is not None and keep(key, version)
             if index is not None:
-                h = hash_values(row)
+                h = hash_row(row)
                 bucket = buckets.get(index)
                 if bucket is None:
                     buckets[index] = [1, h]

@@ -92,6 +92,15 @@ class Quarantine:
         i = bisect_left(self._texts, h)
         return i < len(self._texts) and self._texts[i] == h
 
+    def holds(self, key: Key) -> bool:
+        """Whether the row of ``key`` (a tuple of values, as a Cassandra scan reads them) is
+        quarantined: a single integer key by bisect among the held integers, once per
+        scanned row (no key text built), any other by its key text."""
+        if self._ints and len(key) == 1 and type(key[0]) is int:
+            i = bisect_left(self._keys, key[0])
+            return i < len(self._keys) and self._keys[i] == key[0]
+        return key_text(key) in self
+
     def union(self, other: Quarantine) -> Quarantine:
         """Both quarantines; ``other``'s entry wins for a key in both."""
         if not other:

@@ -197,12 +197,14 @@ def build_pairs(config: FuretConfig, flow: Flow, options: VerifyOptions,
             tgt: Side
             if flow.target_kind == "cassandra":
                 assert codec is not None  # check_unversioned refused it
-                part, primary = cq.table_keys(session, flow.target_database, tm.table)
+                shape = cq.table_shape(session, flow.target_database, tm.table)
                 table = cq.CassandraSide(
                     session, flow.target_database, tm.table, tf.target_keys(tm),
-                    tm.target_of(tf.version) or tf.version, names, part, primary, codec=codec,
+                    tm.target_of(tf.version) or tf.version, names, shape.partition_key,
+                    shape.primary_key, codec=codec,
                     write_consistency=config.cassandra.write_consistency,
-                    scan_profile=scan_profile)
+                    scan_profile=scan_profile,
+                    types=tuple(shape.types.get(n, "") for n in names))
                 tgt = CassandraTargetSide(table, reads, tf, progress,
                                           f"{tf.source} -> {tm.table}", table_window)
             else:

@@ -381,7 +381,7 @@ class CassandraTargetSide:
                 index = locator.find(key)
             if index is None or index not in taken:
                 return None
-            if quarantine and nk(key) in quarantine:
+            if quarantine and quarantine.holds(key):
                 return None
             return index
 
@@ -395,7 +395,7 @@ class CassandraTargetSide:
             return cq.scan(self.table, chunk_of, keep, splits=self.reads.splits or 16 * workers,
                            workers=workers, page_rows=self.reads.page_rows,
                            on_rows=self.on_rows, throttle=self.reads.throttle,
-                           profile=profile)
+                           profile=profile, versions=self.window.bounded)
         except FuretError:
             raise
         except Exception as exc:  # driver errors: timeouts, unavailable, invalid query

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import hashlib
+import random
 
 import pytest
 
@@ -149,3 +150,47 @@ def test_the_date_texts_cache_stays_bounded(monkeypatch) -> None:
     for days in (1, 2, 1, 3, 1, 4):
         assert to_text(Date(days)) == "'text'"
     assert len(calls) == 4 and len(cache) == 1  # day 1 once, then cleared at the 4th day
+
+
+ROW_TYPES = ("bigint", "int", "text", "timestamp", "date", "varchar", "smallint", "ascii")
+
+
+def _random_value(rnd, cql_type: str):
+    from cassandra.util import Date
+
+    if rnd.random() < 0.15:
+        return None
+    if cql_type in ("bigint", "int", "smallint", "varint", "counter", "tinyint"):
+        return rnd.choice([0, -1, 2**63 - 1, -(2**63), rnd.randrange(-10**15, 10**15)])
+    if cql_type == "timestamp":
+        return datetime.datetime(2000, 1, 1) + datetime.timedelta(
+            seconds=rnd.randrange(10**9), microseconds=rnd.choice([0, 0, rnd.randrange(10**6)]))
+    if cql_type == "date":
+        return Date(rnd.choice([-1, 0, 19_000, rnd.randrange(-10**5, 10**5)]))
+    alphabet = "ab#é'\\\0\x1a N" if rnd.random() < 0.3 else "abcdefgh-_ 0123"
+    text = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 12)))
+    return rnd.choice([text, text, "None", "NULL", "", "'None'"]) if rnd.random() < 0.2 else text
+
+
+def test_the_scan_row_hasher_equals_hash_values_on_random_rows() -> None:
+    """row_hasher's formats (the whole row at once, a format per NULL pattern, a date's
+    cached field) give every row the hash hash_values gives it: NULLs anywhere, texts
+    QUOTE escapes, 'None' and 'NULL' texts, any 64-bit integer, timestamps with and
+    without microseconds, Cassandra dates."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rnd = random.Random(seed)
+    for _ in range(20):
+        types = tuple(rnd.choice(ROW_TYPES) for _ in range(rnd.randrange(1, 9)))
+        hasher = n.row_hasher(types)
+        assert hasher is not n.hash_values, types
+        for _ in range(300):
+            row = tuple(_random_value(rnd, t) for t in types)
+            assert hasher(row) == n.hash_values(row), (types, row)
+            assert hasher(list(row)) == n.hash_values(row), (types, row)
+
+
+def test_other_column_types_are_hashed_by_hash_values() -> None:
+    for types in ((), ("bigint", "decimal"), ("uuid",), ("frozen<list<text>>", "text")):
+        assert n.row_hasher(types) is n.hash_values
+    assert n.row_hasher(("BIGINT", "Text"))((1, "a")) == n.hash_texts(["1", "a"])

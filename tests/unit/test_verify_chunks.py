@@ -5,6 +5,7 @@ bucket locator (no server)."""
 from __future__ import annotations
 
 import datetime
+import random
 
 import pytest
 
@@ -170,6 +171,26 @@ def test_locator_buckets_key_tuples_into_integer_or_tuple_ranges() -> None:
         0, 0, 1, 1, 2]
     versions = Locator([Range(0, "version", 100, 200), Range(1, "version", 200, 300)])
     assert [versions.find(v) for v in (100, 150, 300, 301)] == [None, 0, 1, None]
+
+
+def test_locator_of_integer_bounds_agrees_with_range_contains() -> None:
+    """Integer bounds are compared as ints (no tuple per scanned row): the chunk found must
+    be the one Range.contains accepts, for bare ints and key tuples, in gaps and beyond
+    the ends; a composite key tuple is in no integer range."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rnd = random.Random(seed)
+    cuts = sorted(set(rnd.sample(range(-1000, 1000), 9)))
+    chunks = [Range(i, "key", lo, hi) for i, (lo, hi) in
+              enumerate(zip([None, *cuts], [*cuts, None], strict=True)) if rnd.random() < 0.7]
+    locate = Locator(chunks)
+    assert locate.ints == any(c.lo is not None or c.hi is not None for c in chunks)
+    for value in [*cuts, *(rnd.randrange(-1200, 1200) for _ in range(500))]:
+        expected = [i for i, c in enumerate(chunks) if c.contains((value,))]
+        assert [locate.find(value)] == (expected or [None]), value
+        assert [locate.find((value,))] == (expected or [None]), value
+    if locate.ints:
+        assert locate.find((cuts[0], "a")) is None
 
 
 def test_a_window_in_ms_selects_the_same_instants_in_every_version_type() -> None:

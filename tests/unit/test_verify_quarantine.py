@@ -113,3 +113,21 @@ def test_quarantine_of_reads_batches_one_lookup_each() -> None:
     got = quarantine_of(batches, 1, True, lookup)
     assert got.as_dict() == {"1": ((1,), 11), "3": ((3,), 13)}
     assert [sorted(a) for a in asked] == [[(1,), (2,)], [(3,), (9,)]]  # "x": no lookup
+
+
+def test_holds_matches_a_scanned_key_as_its_key_text_would() -> None:
+    """The scan asks ``holds(key)`` once per row: a single integer key by bisect among the
+    held integers, any other key (text, composite, beyond 64 bits, a target that maps the
+    key to text) by its key text; both answers must be the key text's."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rnd = random.Random(seed)
+    held = [(rnd.randrange(-10**12, 10**12),) for _ in range(300)] + [(2**64 + 3,)]
+    ints = Quarantine((k, 1) for k in held)
+    probes: list[Key] = [*held, *[(rnd.randrange(-10**12, 10**12),) for _ in range(300)],
+                         (2**64 + 4,), (str(held[0][0]),), (held[1][0], "x"), ()]
+    for probe in probes:
+        assert ints.holds(probe) == (key_text(probe) in ints), probe
+    composite = Quarantine(((n, f"l{n}"), 1) for n in range(50))
+    assert composite.holds((7, "l7")) and not composite.holds((7, "l8"))
+    assert not composite.holds((7,)) and not Quarantine().holds((1,))
