@@ -52,6 +52,8 @@ def test_the_other_switches_read_strings_as_booleans() -> None:
 
 def test_a_donor_is_taken_out_of_haproxy_when_told_so() -> None:
     script = "usr/local/bin/furet-clustercheck.j2"
-    assert "Donor (serving)" in render("mariadb_galera", script, "galera1", facts=GALERA)
-    assert "Donor (serving)" not in render("mariadb_galera", script, "galera1", facts=GALERA,
-                                           galera_clustercheck_available_when_donor="false")
+    # the answers themselves: tests/unit/test_galera_clustercheck.py
+    assert "\nDONOR_SERVES = True\n" in render("mariadb_galera", script, "galera1", facts=GALERA)
+    assert "\nDONOR_SERVES = False\n" in render(
+        "mariadb_galera", script, "galera1", facts=GALERA,
+        galera_clustercheck_available_when_donor="false")
