@@ -67,6 +67,8 @@ BENCH_LINES  ?= 1000000
 # Other sizes of the growth table and chart (make bench BENCH_GROWTH=100000,5000000: the 5 M
 # point, ~1 h more)
 BENCH_GROWTH ?= 100000
+# More options of python -m bench.run (BENCH_OPTS=--skip-baselines: furet's measures only)
+BENCH_OPTS   ?=
 bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, mydumper, dsbulk, pt-table-sync
 	@bash lab/install-apt-deps.sh bench/apt-packages.txt
 	@FURET_BENCH=1 $(BIN)/pytest -q -p no:cacheprovider \
@@ -74,7 +76,7 @@ bench: lab-up ## Benchmarks on the lab: furet vs mysqldump|mysql, mydumper, dsbu
 	@$(BIN)/ansible-playbook playbooks/site.yml > .cache/bench-site.log || \
 		{ tail -40 .cache/bench-site.log; exit 1; }
 	@$(BIN)/python -m bench.run --quotes $(BENCH_QUOTES) --lines $(BENCH_LINES) \
-		--growth "$(BENCH_GROWTH)"
+		--growth "$(BENCH_GROWTH)" $(BENCH_OPTS)
 
 SOAK_TRIALS      ?= 20
 SOAK_KILL_POINTS ?= 50

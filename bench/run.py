@@ -344,8 +344,11 @@ def _points(measures: list[Measure], quotes: int) -> list[dict]:
 @click.option("--growth", default="100000", show_default=True,
               help="Other sizes (quotes, comma-separated; '' = none) at which furet's own "
                    "measures run again, for the growth table and chart.")
+@click.option("--skip-baselines", is_flag=True,
+              help="furet's own measures only (no dump tools, dsbulk, pt-table-sync or "
+                   "composite-key table): the growth table's points, e.g. the 5 M point.")
 def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
-         lines: int, growth: str) -> None:
+         lines: int, growth: str, skip_baselines: bool = False) -> None:
     started = time.monotonic()
     try:
         sizes = sorted({int(q) for q in growth.replace(" ", "").split(",") if q} - {quotes})
@@ -359,7 +362,11 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
     _say(f"legacy rows: {counts}")
     # furet's measures first, as at the growth sizes (no baseline's load before them)
     measures = furet_measures(not skip_galera, not skip_cassandra)
-    if not skip_galera:
+    if skip_baselines:
+        skip_galera_baselines = skip_cassandra_baselines = True
+    else:
+        skip_galera_baselines, skip_cassandra_baselines = skip_galera, skip_cassandra
+    if not skip_galera_baselines:
         _say("mysqldump | mysql into the same Galera cluster")
         measures.append(profiled(lambda: baseline(
             "Galera", lambda: baselines.mysqldump_into_galera(lab))))
@@ -370,12 +377,12 @@ def main(quotes: int, reseed: bool, skip_cassandra: bool, skip_galera: bool,
         verify = next(m for m in measures if m.target == "verify Galera")
         measures.append(profiled(lambda: baseline(
             verify.target, lambda: baselines.pt_table_sync(lab), verify.rows)))
-    if not skip_cassandra:
+    if not skip_cassandra_baselines:
         _say("TSV export + dsbulk load into twin tables")
         quiet_ring()
         measures.append(profiled(lambda: baseline(
             "Cassandra", lambda: baselines.dsbulk_into_cassandra(lab))))
-    if not skip_galera:
+    if not skip_galera_baselines:
         measures.extend(composite_rounds(lines))
     measures.sort(key=lambda m: TARGETS.index(m.target))
     points = _points(measures, quotes)

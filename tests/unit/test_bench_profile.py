@@ -1,6 +1,9 @@
-"""make bench's CPU profile: podman's CPU times (Go durations) and the line it prints."""
+"""make bench: its CPU profile (podman's CPU times, the line it prints), the growth table, the
+verify's median and --skip-baselines."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -100,3 +103,39 @@ def test_a_verify_measure_is_the_median_run_with_every_runs_seconds(monkeypatch)
     measure = run.furet_verify("cassandra_prod", "verify Cassandra")
     assert measure.seconds == 20.4 and measure.peak_rss_mib == 237.0
     assert measure.detail == "2 tables; median of 3 runs: 17.1, 20.4, 22.4 s"
+
+
+def test_skip_baselines_runs_furets_measures_at_each_size_and_no_baseline(
+        monkeypatch, tmp_path) -> None:
+    """make bench BENCH_OPTS=--skip-baselines (the 5 M point without the hour of dump tools):
+    furet's measures at the main size and at each growth size, the growth table, no
+    baseline and no composite-key rounds."""
+    import io
+
+    from click.testing import CliRunner
+    from rich.console import Console
+
+    from bench import run
+
+    calls: list[str] = []
+    monkeypatch.setattr(run, "console", Console(file=io.StringIO(), width=200))
+    monkeypatch.setattr(run, "endpoints", lambda: None)
+    monkeypatch.setattr(run, "prepare", lambda q, reseed: calls.append(f"prepare {q}") or {})
+
+    def measures(galera: bool, cassandra: bool) -> list[Measure]:
+        calls.append("furet")
+        return [Measure("Galera", "furet round 1 (runtime)", 10, 1.0, "", 50.0)]
+
+    monkeypatch.setattr(run, "furet_measures", measures)
+    for name in ("mysqldump_into_galera", "mydumper_into_galera", "pt_table_sync",
+                 "dsbulk_into_cassandra"):
+        monkeypatch.setattr(run.baselines, name, lambda *a, n=name: calls.append(n))
+    monkeypatch.setattr(run, "composite_rounds", lambda lines: calls.append("composite") or [])
+    monkeypatch.setattr(run, "REPO", tmp_path)
+    monkeypatch.setattr(run, "draw_with_own_python", lambda report, png: None)
+    result = CliRunner().invoke(run.main, ["--quotes", "1000", "--growth", "5000",
+                                           "--skip-baselines"])
+    assert result.exit_code == 0, result.output
+    assert calls == ["prepare 1000", "furet", "prepare 5000", "furet"]
+    report = json.loads((tmp_path / "reports" / "bench.json").read_text())
+    assert [p["quotes"] for p in report["growth"]] == [1000, 5000] and not report["ratios"]
