@@ -18,21 +18,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import jinja2
 import pymysql
 import pytest
 
-from tests.helpers import REPO
+from tests.role_template import render
 
-TEMPLATE = REPO / "roles/mariadb_galera/templates/usr/local/bin/furet-clustercheck.j2"
+TEMPLATE = "usr/local/bin/furet-clustercheck.j2"
+GALERA = {f"galera{n}": {"galera_node_state": {"address": f"10.213.0.2{n}"}} for n in (1, 2, 3)}
 
 
 def _render(tmp_path: Path, donor: bool = True, config: str = "/nonexistent.cnf") -> Path:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    env.filters["bool"] = bool   # Ansible's filter, for the booleans given here
-    text = env.from_string(TEMPLATE.read_text()).render(
-        ansible_managed="test", _galera_clustercheck_config=config,
-        galera_clustercheck_available_when_donor=donor)
+    text = render("mariadb_galera", TEMPLATE, "galera1", facts=GALERA,
+                  _galera_clustercheck_config=config,
+                  galera_clustercheck_available_when_donor=donor)
     script = tmp_path / f"furet-clustercheck-{donor}"
     script.write_text(text)
     script.chmod(0o755)
