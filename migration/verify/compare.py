@@ -115,7 +115,7 @@ class Comparer:
         self.progress.phase(pair.name, "checksums")
         self._run_chunks(pair, chunks, on_done)
         done.sort(key=lambda c: c.rng.no)
-        report.quarantined = sum(len(c.excluded) for c in done if c.take)
+        report.quarantined = sum(c.report.quarantined for c in done if c.take)
         report.quarantined_keys = [shown_key(k) for k in heapq.nsmallest(
             self.max_report_rows, (k for c in done if c.take for k in c.excluded),
             key=lambda k: key_order(key_text(k)))]

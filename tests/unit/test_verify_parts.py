@@ -5,6 +5,7 @@ in, and the consistency levels; keys of one integer column and composite keys.""
 from __future__ import annotations
 
 import io
+import random
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -254,6 +255,29 @@ def test_planner_cuts_contiguous_chunks_open_at_both_ends_with_exclusions() -> N
     assert all(c.take and c.report.status == "ok" for c in got)
     again = list(planner.fixed([got[1].rng], Quarantine([((300,), 5)]), TimeWindow()))
     assert again[0].take and again[0].excluded == [(300,)] and again[0].rng == got[1].rng
+
+
+def test_chunks_hold_no_key_list_and_find_their_quarantined_keys_again() -> None:
+    """A verify keeps every chunk it checked until its report: a chunk holds the quarantine
+    it reads from, not a list of its keys (the part of a verify's memory that grew with the
+    table), and finds the same keys at each use, within its range and the window."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    keys = sorted(rng.sample(range(1, 100_000), 500))
+    versions = {k: rng.randrange(1, 1000) for k in keys}
+    quarantine = Quarantine([((k,), versions[k]) for k in keys])
+    window = TimeWindow(since=rng.randrange(0, 500), until=rng.randrange(500, 1001))
+    planner = ChunkPlanner(Sampler(1.0), chunk_time=0.3, initial_chunk=7_000)
+    chunks, _ = planner.adaptive(Span(range(1, 100_001)), TimeWindow(), True, quarantine)
+    got = list(chunks)
+    assert len(got) > 10 and all("excluded" not in vars(c) for c in got)
+    assert [k for c in got for (k,) in c.excluded] == keys
+    assert all(c.rng.contains(k) for c in got for k in c.excluded)
+    assert got[3].excluded == got[3].excluded      # the same at each use
+    again = list(planner.fixed([c.rng for c in got], quarantine, window))  # a re-check
+    assert [k for c in again for (k,) in c.excluded] == [
+        k for k in keys if window.contains(versions[k])]
 
 
 def test_planner_cuts_composite_keys_at_boundaries_with_exclusions() -> None:
