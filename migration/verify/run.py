@@ -14,7 +14,8 @@ rows where they differ, optionally repair, and report.
 3. chunks: key ranges (version ranges under ``--since/--until``) whose size adapts to keep
    each checksum query near ``chunk_time`` seconds; ``--sample P`` checks a share of them;
    MariaDB targets are checksummed chunk by chunk like the source; a Cassandra table is
-   read once over token ranges and its rows are bucketed into the same chunks;
+   read once over token ranges and its rows are bucketed into the same chunks, while the
+   next pair's chunks are checksummed (:func:`~migration.verify.compare.compare_all`);
 4. a chunk whose (count, checksum) differ is drilled down to rows: missing, extra and
    different keys, with the differing columns;
 5. ``repair``: missing and different rows are re-copied through the round's version-aware
@@ -64,7 +65,7 @@ from migration.progress import Reporter, Silent
 from migration.rowhash import needs_client_hash
 from migration.verify import cassandra_checksum as cq
 from migration.verify.chunks import Range
-from migration.verify.compare import Comparer
+from migration.verify.compare import Comparer, compare_all
 from migration.verify.drilldown import Classified
 from migration.verify.mysql_checksum import SqlSide
 from migration.verify.planner import ChunkPlanner, Quarantine, Versions, quarantine_of
@@ -338,15 +339,18 @@ def run_verify(config: FuretConfig, options: VerifyOptions,
                             reads, sink, _ledger_versions(config.target, flow.name),
                             options.max_report_rows,
                             _forward_quarantine(config.target, flow))
+        # every table is compared before any is repaired
+        reports = [table_report(pair, pair.mode) for pair in pairs]
+
+        def named(pair: Pair) -> contextlib.AbstractContextManager[None]:
+            return context(database=flow.source_database, table=pair.tf.source,
+                           step=f"verify {pair.tm.table}")
+
         compared = []
-        for pair in pairs:  # every table is compared before any is repaired
-            table_started = time.monotonic()
-            table = table_report(pair, pair.mode)
-            with context(database=flow.source_database, table=pair.tf.source,
-                         step=f"verify {pair.tm.table}"):
-                done, found = comparer.compare(pair, table)
+        for pair, table, (done, found, seconds) in zip(
+                pairs, reports, compare_all(comparer, pairs, reports, named), strict=True):
             fill_report(pair, table, done, found, options.max_report_rows)
-            table.seconds = time.monotonic() - table_started
+            table.seconds = seconds
             compared.append((pair, table, done, found))
             report.tables.append(table)
         policy = RepairPolicy(options.delete_extra, options.overwrite_newer,

@@ -4,10 +4,13 @@ in, and the consistency levels; keys of one integer column and composite keys.""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +24,12 @@ from migration.engine.keys import Key
 from migration.engine.quarantine import QuarantinedRow
 from migration.engine.writer import BatchOutcome
 from migration.enums import Consistency
-from migration.errors import FuretError
+from migration.errors import FuretError, context
 from migration.flows.mapping import ColumnMap, TableFlow, TargetMap
 from migration.progress import PlainLines, Silent
 from migration.verify import repair as repair_module
 from migration.verify.chunks import Range
-from migration.verify.compare import Comparer
+from migration.verify.compare import Comparer, compare_all
 from migration.verify.drilldown import Classified, classify, group
 from migration.verify.mysql_checksum import RowInfo
 from migration.verify.planner import Chunk, ChunkPlanner, Current, Quarantine, quarantine_of
@@ -404,6 +407,123 @@ def test_compare_reports_phases_and_chunks_through_the_one_progress() -> None:
     assert text[0] == "verify f t -> t: 0 chunks, 0 rows (checksums)"
     assert text[-1].startswith("verify f t -> t: ") and text[-1].endswith(
         " chunks, 1,000 rows (compared)")
+
+
+class Gated(Store):
+    """A one-pass target whose scan (bucket) waits, up to ``wait`` s, for ``gate``: set by
+    another pair's source checksums when they start."""
+
+    def __init__(self, rows: dict[Any, tuple[int, int]], gate: threading.Event,
+                 wait: float) -> None:
+        super().__init__(rows, per_chunk=False)
+        self.gate, self.wait, self.overlapped = gate, wait, False
+
+    def bucket(self, done: Sequence[Chunk], quarantine: Quarantine) -> float:
+        self.overlapped = self.gate.wait(self.wait)
+        return super().bucket(done, quarantine)
+
+
+class Signalling(Store):
+    """A source that sets ``started`` at its first checksum, fails at its ``fail_at``-th
+    and takes ``pause`` s per row (chunks then stay near the planner's first size)."""
+
+    def __init__(self, rows: dict[Any, tuple[int, int]], started: threading.Event,
+                 fail_at: int | None = None, pause: float = 0.0) -> None:
+        super().__init__(rows)
+        self.started, self.fail_at, self.pause = started, fail_at, pause
+        self.checksums = 0
+
+    def checksum(self, chunk: Chunk) -> tuple[int, int] | None:
+        self.started.set()
+        self.checksums += 1
+        if self.fail_at is not None and self.checksums >= self.fail_at:
+            raise RuntimeError("lost connection to the source")
+        summed = super().checksum(chunk)
+        assert summed is not None
+        time.sleep(self.pause * summed[0])
+        return summed
+
+
+def _named(pair: Pair) -> contextlib.AbstractContextManager[None]:
+    return context(table=pair.tf.source, step=f"verify {pair.tm.table}")
+
+
+def test_the_next_pairs_checksums_run_while_a_pair_reads_its_target_in_one_pass() -> None:
+    started = threading.Event()
+    first, second = _source(), Signalling(_source().rows, started)
+    one_pass = Gated(dict(first.rows), started, wait=10)
+    pairs = [_pair(first, one_pass), _pair(second, Store(dict(second.rows), per_chunk=False))]
+    reports = [TableReport("t", "t", "id", "v", "memory") for _ in pairs]
+    results = compare_all(_comparer(), pairs, reports, _named)
+    # the first pair's scan saw the second pair's checksums begin (sequential pairs would
+    # have waited the 10 s out)
+    assert one_pass.overlapped and second.checksums > 0
+    assert [found.clean for _, found, _ in results] == [True, True]
+    assert all(seconds > 0 for _, _, seconds in results)
+
+
+def test_pairs_compared_ahead_find_what_one_pair_at_a_time_finds() -> None:
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    pairs, expected = [], []
+    for _ in range(rng.randint(2, 5)):
+        source = _source(rng.randint(200, 1500))
+        rows = dict(source.rows)
+        for key in rng.sample(sorted(rows), rng.randint(0, 5)):
+            if rng.random() < 0.5:
+                del rows[key]
+            else:
+                rows[key] = (rows[key][0], rng.randrange(2**63))
+        for _ in range(rng.randint(0, 3)):
+            rows[rng.randint(2000, 3000)] = (1, 1)
+        pair = _pair(source, Store(rows, per_chunk=rng.random() < 0.5))
+        pairs.append(pair)
+        _, alone = _comparer().compare(pair, TableReport("t", "t", "id", "v", "memory"))
+        expected.append((sorted(alone.missing), sorted(alone.different),
+                         sorted(k for k, _ in alone.extra)))
+    reports = [TableReport("t", "t", "id", "v", "memory") for _ in pairs]
+    got = [(sorted(f.missing), sorted(f.different), sorted(k for k, _ in f.extra))
+           for _, f, _ in compare_all(_comparer(), pairs, reports, _named)]
+    assert got == expected, f"seed {seed}"
+
+
+def test_a_pair_that_fails_stops_the_checksums_run_ahead_and_names_its_table() -> None:
+    started = threading.Event()
+    ahead = Signalling(_source(5000).rows, started, pause=0.003)
+    broken = Gated(dict(_source().rows), started, wait=10)
+
+    def fail(done: Any, quarantine: Any) -> float:
+        broken.gate.wait(10)
+        raise RuntimeError("ring unreachable")
+
+    broken.bucket = fail  # type: ignore[method-assign]
+    pairs = [_pair(_source(), broken), _pair(ahead, Store(dict(ahead.rows)))]
+    comparer = _comparer()
+    with pytest.raises(RuntimeError, match="ring unreachable") as failed:
+        compare_all(comparer, pairs, [TableReport("t", "t", "id", "v", "m") for _ in pairs],
+                    _named)
+    assert failed.value.__furet_context__["table"] == "t"  # type: ignore[attr-defined]
+    # stopped after the chunks in flight, not run to the end (5000 keys: about 50 chunks of
+    # 0.3 s on 3 workers)
+    checksums = ahead.checksums
+    assert 0 < checksums < 20
+    time.sleep(0.2)
+    assert ahead.checksums == checksums
+    # the comparer works again afterwards (a repair's re-checks use it)
+    done, found = comparer.compare(_pair(_source(), Store(dict(_source().rows))),
+                                   TableReport("t", "t", "id", "v", "m"))
+    assert found.clean and done
+
+
+def test_a_failure_in_the_checksums_run_ahead_reaches_the_caller_named() -> None:
+    failing = Signalling(_source().rows, threading.Event(), fail_at=3)
+    pairs = [_pair(_source(), Store(dict(_source().rows), per_chunk=False)),
+             _pair(failing, Store(dict(failing.rows)))]
+    with pytest.raises(RuntimeError, match="lost connection") as failed:
+        compare_all(_comparer(), pairs, [TableReport("t", "t", "id", "v", "m") for _ in pairs],
+                    _named)
+    assert failed.value.__furet_context__["table"] == "t"  # type: ignore[attr-defined]
 
 
 # --- repair -------------------------------------------------------------------------------
