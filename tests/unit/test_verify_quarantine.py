@@ -131,3 +131,35 @@ def test_holds_matches_a_scanned_key_as_its_key_text_would() -> None:
     composite = Quarantine(((n, f"l{n}"), 1) for n in range(50))
     assert composite.holds((7, "l7")) and not composite.holds((7, "l8"))
     assert not composite.holds((7,)) and not Quarantine().holds((1,))
+
+
+def test_entries_read_as_they_come_keep_each_keys_last_version_whatever_their_shape() -> None:
+    """A stream of integer keys and int64 versions, met half-way (or never) by an entry of
+    another shape (a key beyond 64 bits, as an unsigned BIGINT holds, a composite key, a
+    version that is not an int64), with keys given more than once: the same rows as a
+    dict would keep."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rnd = random.Random(seed)
+    odd = [((2**64 + 3,), 1200), ((2**63,), 5), ((4, "b"), 1700), ((12,), 2**63),
+           ((-(2**63),), -(2**63)), ((2**63 - 1,), 2**63 - 1)]
+    for _ in range(30):
+        stream: list[tuple[Key, int]] = [((rnd.randrange(-40, 400),), rnd.randrange(-5, 3000))
+                                         for _ in range(rnd.randrange(0, 200))]
+        if rnd.random() < 0.7:
+            stream.insert(rnd.randrange(len(stream) + 1), rnd.choice(odd))
+        expected: dict[Key, int] = {}
+        for key, version in stream:
+            expected[key] = version
+        held = Quarantine(iter(stream))
+        got = list(held.entries())
+        assert dict(got) == expected, f"seed {seed}"
+        assert len(got) == len(held) == len(expected), f"seed {seed}"
+        assert all(key_text(k) in held and held.holds(k) for k in expected), f"seed {seed}"
+        assert not held.holds((401,)) and "401" not in held, f"seed {seed}"
+        versions = sorted(expected.values())
+        if versions:
+            lo = versions[len(versions) // 3]
+            window = TimeWindow()
+            assert set(held.in_range(Range(0, "version", lo, None), window)) == {
+                k for k, v in expected.items() if v > lo}, f"seed {seed}"
