@@ -105,6 +105,34 @@ def test_a_verify_measure_is_the_median_run_with_every_runs_seconds(monkeypatch)
     assert measure.detail == "2 tables; median of 3 runs: 17.1, 20.4, 22.4 s"
 
 
+def test_a_verify_run_says_how_long_its_tables_took_against_its_own_seconds(
+        monkeypatch) -> None:
+    """The tables' seconds (each counting its checksums run ahead during the previous
+    table's ring scan) next to the verify's: what the overlap saved, in every bench."""
+    import json
+
+    from bench import run
+    from bench.lab import RemoteRun
+
+    report = {"seconds": 21.04, "tables": [
+        {"source_rows": 1_000_000, "missing": 0, "extra": 1, "different": 2,
+         "quarantined": 3, "seconds": 12.5},
+        {"source_rows": 1_000_000, "missing": 4, "extra": 0, "different": 0,
+         "quarantined": 0, "seconds": 13.25}]}
+    asked: list[tuple[str, ...]] = []
+
+    def remote(*args: str, ok_exits: tuple[int, ...] = (0,)) -> RemoteRun:
+        asked.append(args)
+        return RemoteRun(list(args), json.dumps(report), 21.9, 240.1)
+
+    monkeypatch.setattr(run, "furet_on_etl1", remote)
+    measure = run._verify_once("cassandra_prod", "verify Cassandra")
+    assert asked == [("verify", "--flow", "cassandra_prod", "--json")]
+    assert (measure.rows, measure.seconds, measure.peak_rss_mib) == (2_000_000, 21.9, 240.1)
+    assert measure.detail == ("2 tables, 7 differing, 3 quarantined rows, the tables' "
+                              "25.8 s in 21.0 s")
+
+
 def test_skip_baselines_runs_furets_measures_at_each_size_and_no_baseline(
         monkeypatch, tmp_path) -> None:
     """make bench BENCH_OPTS=--skip-baselines (the 5 M point without the hour of dump tools):
