@@ -27,15 +27,15 @@ _I64 = (-(2**63), 2**63 - 1)
 _BIAS = 2**63          # an int64 plus _BIAS is >= 0: it packs above a 32-bit position
 
 
-def _int64s(values: list[Any]) -> array | list[Any]:
-    """``values`` as an array of 8-byte integers when they all are such, else as they are."""
-    if all(type(v) is int and _I64[0] <= v <= _I64[1] for v in values):
-        return array("q", values)
-    return values
-
-
 def _is_int64(value: Any) -> bool:
     return type(value) is int and _I64[0] <= value <= _I64[1]
+
+
+def _int64s(values: list[Any]) -> array | list[Any]:
+    """``values`` as an array of 8-byte integers when they all are such, else as they are."""
+    if all(_is_int64(v) for v in values):
+        return array("q", values)
+    return values
 
 
 def _order(values: array) -> list[int]:

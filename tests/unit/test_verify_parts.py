@@ -489,21 +489,20 @@ def test_pairs_compared_ahead_find_what_one_pair_at_a_time_finds() -> None:
 
 
 def test_a_pair_that_fails_stops_the_checksums_run_ahead_and_names_its_table() -> None:
+    class Unreachable(Gated):
+        def bucket(self, done: Sequence[Chunk], quarantine: Quarantine) -> float:
+            self.gate.wait(self.wait)
+            raise RuntimeError("ring unreachable")
+
     started = threading.Event()
     ahead = Signalling(_source(5000).rows, started, pause=0.003)
-    broken = Gated(dict(_source().rows), started, wait=10)
-
-    def fail(done: Any, quarantine: Any) -> float:
-        broken.gate.wait(10)
-        raise RuntimeError("ring unreachable")
-
-    broken.bucket = fail  # type: ignore[method-assign]
+    broken = Unreachable(dict(_source().rows), started, wait=10)
     pairs = [_pair(_source(), broken), _pair(ahead, Store(dict(ahead.rows)))]
     comparer = _comparer()
     with pytest.raises(RuntimeError, match="ring unreachable") as failed:
         compare_all(comparer, pairs, [TableReport("t", "t", "id", "v", "m") for _ in pairs],
                     _named)
-    assert failed.value.__furet_context__["table"] == "t"  # type: ignore[attr-defined]
+    assert getattr(failed.value, "__furet_context__", {}).get("table") == "t"
     # stopped after the chunks in flight, not run to the end (5000 keys: about 50 chunks of
     # 0.3 s on 3 workers)
     checksums = ahead.checksums
@@ -523,7 +522,7 @@ def test_a_failure_in_the_checksums_run_ahead_reaches_the_caller_named() -> None
     with pytest.raises(RuntimeError, match="lost connection") as failed:
         compare_all(_comparer(), pairs, [TableReport("t", "t", "id", "v", "m") for _ in pairs],
                     _named)
-    assert failed.value.__furet_context__["table"] == "t"  # type: ignore[attr-defined]
+    assert getattr(failed.value, "__furet_context__", {}).get("table") == "t"
 
 
 # --- repair -------------------------------------------------------------------------------
