@@ -64,6 +64,16 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
         assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
             f"{crt}: OK"
 
+    # a truncated certificate (a disk that filled up) is not read by the renewal check:
+    # x509_certificate re-signs what it cannot load, on that node only
+    broken = pki / "nodes" / "galera2.crt"
+    broken.write_text(broken.read_text()[:300])
+    healed = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}")
+    assert healed.returncode == 0, healed.output[-4000:]
+    assert set(healed.changed_hosts()) == {"galera2"}, healed.output[-4000:]
+    assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(broken)).strip() == \
+        f"{broken}: OK"
+
 
 def test_your_own_ca_is_checked_not_signed(tmp_path: Path) -> None:
     """pki_mode external: certificates made by another CA are used as they are when they
