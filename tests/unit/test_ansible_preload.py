@@ -24,7 +24,8 @@ loaded = set(sys.modules) - before
 for name in ("to_nice_yaml", "regex_replace", "furet_argv", "furet_group_addresses"):
     assert filter_loader.get(name) is not None, name
 assert test_loader.get("regex") is not None
-print(json.dumps({"by_callback": sorted(loaded), "by_worker": sorted(set(sys.modules) - before - loaded)}))
+worker = set(sys.modules) - before - loaded
+print(json.dumps({"by_callback": sorted(loaded), "by_worker": sorted(worker)}))
 """
 
 

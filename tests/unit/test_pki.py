@@ -98,14 +98,24 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
     # what the filters compare, each on a node of its own, in one run: a new name for the
     # application endpoint (carried by the Galera nodes and legacy1), a key no longer 0600
     # (cassandra1: its mode is put back, its certificate kept), a new key (cassandra2: a
-    # certificate for it), another node's certificate (etl1's: one with its own name)
+    # certificate for it), a certificate of another CA, the same in all else (etl1: one of
+    # this CA instead)
     nodes = pki / "nodes"
     serials = {n: _serial(nodes / f"{n}.crt") for n in NODES}
     (nodes / "cassandra1.key").chmod(0o644)
     new_key = nodes / "cassandra2.key"
     new_key.write_text(_openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
                                 "ec_paramgen_curve:P-256"))
-    (nodes / "etl1.crt").write_bytes((nodes / "cassandra3.crt").read_bytes())
+    other = tmp_path / "other"
+    other.mkdir()
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", "/CN=another CA", "-days", "30", "-keyout", str(other / "ca.key"),
+             "-out", str(other / "ca.crt"))
+    _openssl("x509", "-req", "-in", str(nodes / "etl1.csr"), "-CA", str(other / "ca.crt"),
+             "-CAkey", str(other / "ca.key"), "-copy_extensions", "copy", "-days", "700",
+             "-out", str(nodes / "etl1.crt"))
+    assert "CN = another CA" in _openssl("x509", "-in", str(nodes / "etl1.crt"), "-noout",
+                                         "-issuer")
     drifted = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}", "-e",
                            "pki_endpoint_name=db2.furet.internal")
     assert drifted.returncode == 0, drifted.output[-4000:]
@@ -120,8 +130,8 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
     assert _serial(nodes / "cassandra3.crt") == serials["cassandra3"]
     assert _openssl("x509", "-in", str(nodes / "cassandra2.crt"), "-noout", "-pubkey") == \
         _openssl("pkey", "-in", str(new_key), "-pubout")
-    assert _openssl("x509", "-in", str(nodes / "etl1.crt"), "-noout", "-subject").strip() == \
-        "subject=CN = etl1"
+    assert "CN = another CA" not in _openssl("x509", "-in", str(nodes / "etl1.crt"), "-noout",
+                                             "-issuer")
     for node in NODES:
         crt = nodes / f"{node}.crt"
         assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
