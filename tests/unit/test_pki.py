@@ -42,6 +42,11 @@ def _serial(crt: Path) -> str:
     return _openssl("x509", "-in", str(crt), "-noout", "-serial")
 
 
+def _chains(pki: Path, crt: Path) -> bool:
+    """``crt`` verifies against pki_dir's CA."""
+    return _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == f"{crt}: OK"
+
+
 def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     first = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}")
@@ -54,8 +59,7 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
     for node in NODES:
         crt, key = pki / "nodes" / f"{node}.crt", pki / "nodes" / f"{node}.key"
         assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")     # PKCS#8
-        assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
-            f"{crt}: OK"
+        assert _chains(pki, crt)
         text = _openssl("x509", "-in", str(crt), "-noout", "-text")
         assert f"DNS:{node}" in text and "IP Address:10.213.0." in text
         assert ("DNS:galera.furet.internal" in text) == node.startswith("galera")
@@ -72,8 +76,7 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
     checked = run_playbook("pki.yml", *SCRATCH, "--check", "-e", f"pki_dir={pki}")
     assert checked.returncode == 0 and checked.changed_hosts() == {}, checked.output[-4000:]
 
-    serials = {n: _openssl("x509", "-in", str(pki / "nodes" / f"{n}.crt"), "-noout", "-serial")
-               for n in NODES}
+    serials = {n: _serial(pki / "nodes" / f"{n}.crt") for n in NODES}
     ca_before = (pki / "ca.crt").read_text()
     renewed = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}", "-e",
                            "pki_renew_days=800")     # every node certificate is due
@@ -81,9 +84,8 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
     assert (pki / "ca.crt").read_text() == ca_before
     for node in NODES:
         crt = pki / "nodes" / f"{node}.crt"
-        assert _openssl("x509", "-in", str(crt), "-noout", "-serial") != serials[node]
-        assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
-            f"{crt}: OK"
+        assert _serial(crt) != serials[node]
+        assert _chains(pki, crt)
 
     # a truncated certificate (a disk that filled up) is not read by the renewal check:
     # x509_certificate re-signs what it cannot load, on that node only
@@ -92,8 +94,7 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
     healed = run_playbook("pki.yml", *SCRATCH, "-e", f"pki_dir={pki}")
     assert healed.returncode == 0, healed.output[-4000:]
     assert set(healed.changed_hosts()) == {"galera2"}, healed.output[-4000:]
-    assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(broken)).strip() == \
-        f"{broken}: OK"
+    assert _chains(pki, broken)
 
     # what the filters compare, each on a node of its own, in one run: a new name for the
     # application endpoint (carried by the Galera nodes and legacy1), a key no longer 0600
@@ -134,8 +135,7 @@ def test_ca_and_node_certificates_are_made_once_and_renewed(tmp_path: Path) -> N
                                              "-issuer")
     for node in NODES:
         crt = nodes / f"{node}.crt"
-        assert _openssl("verify", "-CAfile", str(pki / "ca.crt"), str(crt)).strip() == \
-            f"{crt}: OK"
+        assert _chains(pki, crt)
 
 
 def test_your_own_ca_is_checked_not_signed(tmp_path: Path) -> None:
