@@ -121,6 +121,63 @@ def cpu_seconds() -> dict[str, float]:
     return out
 
 
+# The JIT compilers' threads of a HotSpot JVM, as /proc names them (cut at 15 characters).
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+# Each node's JVM: the cassandra unit's main process; its own /proc/<pid>/stat (every
+# thread's CPU, exited ones included), then each of its threads'.
+_JVM_STAT = ('pid=$(systemctl show -p MainPID --value cassandra) && cat /proc/$pid/stat '
+             '&& cat /proc/$pid/task/*/stat')
+
+
+@dataclass(frozen=True)
+class JvmCpu:
+    """A Cassandra node's JVM at one moment: its CPU seconds so far, and its JIT compiler
+    threads' (by thread id: HotSpot may start and stop compiler threads)."""
+
+    pid: int
+    seconds: float
+    compilers: dict[int, float]
+
+
+def parse_jvm_stat(text: str, ticks_per_s: float) -> JvmCpu:
+    """A :class:`JvmCpu` from the process's stat line then its threads' (``_JVM_STAT``)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+
+    def fields(line: str) -> tuple[int, str, float]:
+        name = line[line.index("(") + 1:line.rindex(")")]
+        rest = line[line.rindex(")") + 2:].split()   # state is field 3: utime 14, stime 15
+        return int(line.split(" ", 1)[0]), name, (int(rest[11]) + int(rest[12])) / ticks_per_s
+
+    pid, _, seconds = fields(lines[0])
+    compilers = {tid: s for tid, name, s in map(fields, lines[1:]) if name in JIT_THREADS}
+    return JvmCpu(pid, seconds, compilers)
+
+
+def ring_jvm_cpu() -> dict[str, JvmCpu]:
+    """Each Cassandra node's :class:`JvmCpu`, read on the node."""
+    import os
+
+    config = load_lab_config(REPO)
+    podman = Podman(config.containers_conf)
+    ticks = float(os.sysconf("SC_CLK_TCK"))   # the kernel's, which the containers share
+    return {h.name: parse_jvm_stat(podman.run("exec", config.container_prefix + h.name, "sh",
+                                              "-c", _JVM_STAT).stdout, ticks)
+            for h in select_hosts(INVENTORY, ["cassandra"])}
+
+
+def jit_seconds(before: dict[str, JvmCpu], after: dict[str, JvmCpu]) -> tuple[float, float]:
+    """CPU seconds the ring's JIT compilers used between two readings, and its JVMs' in
+    all; a node whose JVM restarted in between counts from zero."""
+    jit = total = 0.0
+    for node, now in after.items():
+        then = before.get(node)
+        if then is None or then.pid != now.pid:
+            then = JvmCpu(now.pid, 0.0, {})
+        total += now.seconds - then.seconds
+        jit += sum(s - then.compilers.get(tid, 0.0) for tid, s in now.compilers.items())
+    return jit, total
+
+
 def settle_cassandra(timeout: float = 900.0) -> float:
     """Wait until no Cassandra node has compactions pending (the previous load's), so that
     a measure does not pay for the one before it; the seconds waited."""

@@ -167,3 +167,97 @@ def test_skip_baselines_runs_furets_measures_at_each_size_and_no_baseline(
     assert calls == ["prepare 1000", "furet", "prepare 5000", "furet"]
     report = json.loads((tmp_path / "reports" / "bench.json").read_text())
     assert [p["quotes"] for p in report["growth"]] == [1000, 5000] and not report["ratios"]
+
+
+def _stat(tid: int, name: str, utime: int, stime: int) -> str:
+    """A /proc stat line of thread or process ``tid`` (fields 3-13 as the kernel fills
+    them, then utime and stime in clock ticks, then the rest)."""
+    return (f"{tid} ({name}) S 1 {tid} {tid} 0 -1 4194560 255343 5884 37 0 {utime} {stime} "
+            "2 1 20 0 142 0 7410 4294967295 1234")
+
+
+def test_a_jvms_stat_gives_its_cpu_and_its_jit_compilers(monkeypatch) -> None:
+    """The process's own line first (its threads' CPU, exited ones included), then each
+    thread's: the C1 and C2 compiler threads are told from the others by name, even one
+    whose name holds a space, parentheses or a digit."""
+    from bench.lab import parse_jvm_stat
+
+    text = "\n".join([_stat(4985, "java", 4213, 765),
+                      _stat(4985, "java", 1, 0),
+                      _stat(5001, "C2 CompilerThre", 900, 40),
+                      _stat(5002, "C1 CompilerThre", 150, 10),
+                      _stat(5010, "MutationStage-1", 700, 30),
+                      _stat(5011, "a (b) 2", 5, 5)]) + "\n"
+    jvm = parse_jvm_stat(text, 100.0)
+    assert jvm.pid == 4985 and jvm.seconds == pytest.approx(49.78)
+    assert jvm.compilers == pytest.approx({5001: 9.4, 5002: 1.6})
+
+
+def test_jit_seconds_counts_each_compiler_thread_and_a_restarted_jvm_from_zero() -> None:
+    from bench.lab import JvmCpu, jit_seconds
+
+    before = {"cassandra1": JvmCpu(10, 100.0, {11: 20.0, 12: 5.0}),
+              "cassandra2": JvmCpu(20, 80.0, {21: 30.0})}
+    after = {"cassandra1": JvmCpu(10, 110.0, {11: 26.0, 12: 5.5, 13: 0.5}),  # 13: new thread
+             "cassandra2": JvmCpu(22, 9.0, {23: 4.0})}                       # restarted
+    jit, total = jit_seconds(before, after)
+    assert jit == pytest.approx(6.0 + 0.5 + 0.5 + 4.0)
+    assert total == pytest.approx(10.0 + 9.0)
+
+
+def _one_percent(monkeypatch, shares: list[float], seconds: list[float]) -> list[Measure]:
+    """one_percent_rounds with Cassandra rounds of ``seconds`` whose ring JIT shares are
+    ``shares`` (Galera rounds of 1.0 s), with no lab."""
+    from bench import run
+
+    cassandra = iter(zip(shares, seconds, strict=True))
+    readings = iter(range(1000))
+    current: dict[str, float] = {}
+
+    def incremental(flow: str, target: str, changed: int) -> Measure:
+        if target == "Cassandra":
+            current["share"], s = next(cassandra)
+            return Measure(target, "furet 1 % round", changed, s, "10,000 written", 68.0)
+        return Measure(target, "furet 1 % round", changed, 1.0, "10,000 written", 43.0)
+
+    monkeypatch.setattr(run, "touch_one_percent", lambda: 10_000)
+    monkeypatch.setattr(run, "quiet_ring", lambda: None)
+    monkeypatch.setattr(run, "cpu_seconds", lambda: {})
+    monkeypatch.setattr(run, "incremental_round", incremental)
+    monkeypatch.setattr(run, "ring_jvm_cpu", lambda: next(readings))
+    monkeypatch.setattr(run, "jit_seconds",
+                        lambda before, after: (10.0 * current["share"], 10.0))
+    monkeypatch.setattr(run, "_say", lambda text: None)
+    return run.one_percent_rounds(True, True)
+
+
+def test_one_percent_rounds_go_on_while_the_rings_jit_takes_most_of_its_cpu(
+        monkeypatch) -> None:
+    """The rounds in which the ring's JIT compilers took half of its CPU or more are
+    warm-up: measured are the last three once all three are warm; every round is in the
+    detail with its share, and the first round's seconds are kept."""
+    galera, cassandra = _one_percent(
+        monkeypatch, [0.58, 0.59, 0.56, 0.42, 0.2, 0.3],
+        [11.2, 7.3, 5.5, 3.8, 3.2, 3.3])
+    assert cassandra.seconds == 3.3 and cassandra.first_seconds == 11.2
+    assert cassandra.detail == (
+        "10,000 written; median of the last 3 of the runs in order: 11.2 (58% JIT), "
+        "7.3 (59% JIT), 5.5 (56% JIT), 3.8 (42% JIT), 3.2 (20% JIT), 3.3 (30% JIT) s")
+    assert galera.seconds == 1.0 and "of the runs in order: 1.0, 1.0, 1.0, 1.0, 1.0, 1.0 s" \
+        in galera.detail
+
+
+def test_one_percent_rounds_stop_at_the_most_rounds_even_if_the_jit_never_settles(
+        monkeypatch) -> None:
+    from bench import run
+
+    rounds = run.ONE_PERCENT_MAX_RUNS
+    _, cassandra = _one_percent(monkeypatch, [0.6] * rounds,
+                                [float(s) for s in range(rounds, 0, -1)])
+    assert cassandra.seconds == 2.0 and cassandra.first_seconds == float(rounds)
+    assert cassandra.detail.count("60% JIT") == rounds
+
+
+def test_a_warm_ring_is_measured_in_three_rounds(monkeypatch) -> None:
+    _, cassandra = _one_percent(monkeypatch, [0.3, 0.2, 0.1], [3.0, 2.0, 4.0])
+    assert cassandra.seconds == 3.0 and cassandra.first_seconds == 3.0
