@@ -124,9 +124,10 @@ def cpu_seconds() -> dict[str, float]:
 # The JIT compilers' threads of a HotSpot JVM, as /proc names them (cut at 15 characters).
 JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 # Each node's JVM: the cassandra unit's main process; its own /proc/<pid>/stat (every
-# thread's CPU, exited ones included), then each of its threads'.
+# thread's CPU, exited ones included), then each of its threads' (a thread may end between
+# the listing and its read: the others are read all the same).
 _JVM_STAT = ('pid=$(systemctl show -p MainPID --value cassandra) && cat /proc/$pid/stat '
-             '&& cat /proc/$pid/task/*/stat')
+             '&& cat /proc/$pid/task/*/stat 2>/dev/null')
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,15 @@ def ring_jvm_cpu() -> dict[str, JvmCpu]:
     config = load_lab_config(REPO)
     podman = Podman(config.containers_conf)
     ticks = float(os.sysconf("SC_CLK_TCK"))   # the kernel's, which the containers share
-    return {h.name: parse_jvm_stat(podman.run("exec", config.container_prefix + h.name, "sh",
-                                              "-c", _JVM_STAT).stdout, ticks)
-            for h in select_hosts(INVENTORY, ["cassandra"])}
+    out = {}
+    for node in [h.name for h in select_hosts(INVENTORY, ["cassandra"])]:
+        read = podman.run("exec", config.container_prefix + node, "sh", "-c", _JVM_STAT,
+                          check=False)
+        if not read.stdout.strip():
+            raise SystemExit(f"bench: {node}: the Cassandra JVM's CPU could not be read "
+                             f"(is cassandra running?): {read.stderr.strip()[:300]}")
+        out[node] = parse_jvm_stat(read.stdout, ticks)
+    return out
 
 
 def jit_seconds(before: dict[str, JvmCpu], after: dict[str, JvmCpu]) -> tuple[float, float]:
