@@ -205,18 +205,20 @@ def test_jit_seconds_counts_each_compiler_thread_and_a_restarted_jvm_from_zero()
     assert total == pytest.approx(10.0 + 9.0)
 
 
-def _one_percent(monkeypatch, shares: list[float], seconds: list[float]) -> list[Measure]:
+def _one_percent(monkeypatch, shares: list[float], seconds: list[float],
+                 cassandra: bool = True) -> list[Measure]:
     """one_percent_rounds with Cassandra rounds of ``seconds`` whose ring JIT shares are
-    ``shares`` (Galera rounds of 1.0 s), with no lab."""
+    ``shares`` (Galera rounds of 1.0 s), with no lab; ``cassandra=False``: Galera only
+    (the ring never read)."""
     from bench import run
 
-    cassandra = iter(zip(shares, seconds, strict=True))
+    ring_rounds = iter(zip(shares, seconds, strict=True))
     readings = iter(range(1000))
     current: dict[str, float] = {}
 
     def incremental(flow: str, target: str, changed: int) -> Measure:
         if target == "Cassandra":
-            current["share"], s = next(cassandra)
+            current["share"], s = next(ring_rounds)
             return Measure(target, "furet 1 % round", changed, s, "10,000 written", 68.0)
         return Measure(target, "furet 1 % round", changed, 1.0, "10,000 written", 43.0)
 
@@ -224,11 +226,16 @@ def _one_percent(monkeypatch, shares: list[float], seconds: list[float]) -> list
     monkeypatch.setattr(run, "quiet_ring", lambda: None)
     monkeypatch.setattr(run, "cpu_seconds", lambda: {})
     monkeypatch.setattr(run, "incremental_round", incremental)
-    monkeypatch.setattr(run, "ring_jvm_cpu", lambda: next(readings))
+
+    def ring() -> int:
+        assert cassandra, "Galera's rounds alone read the ring"
+        return next(readings)
+
+    monkeypatch.setattr(run, "ring_jvm_cpu", ring)
     monkeypatch.setattr(run, "jit_seconds",
                         lambda before, after: (10.0 * current["share"], 10.0))
     monkeypatch.setattr(run, "_say", lambda text: None)
-    return run.one_percent_rounds(True, True)
+    return run.one_percent_rounds(True, cassandra)
 
 
 def test_one_percent_rounds_go_on_while_the_rings_jit_takes_most_of_its_cpu(
@@ -261,3 +268,9 @@ def test_one_percent_rounds_stop_at_the_most_rounds_even_if_the_jit_never_settle
 def test_a_warm_ring_is_measured_in_three_rounds(monkeypatch) -> None:
     _, cassandra = _one_percent(monkeypatch, [0.3, 0.2, 0.1], [3.0, 2.0, 4.0])
     assert cassandra.seconds == 3.0 and cassandra.first_seconds == 3.0
+
+
+def test_galera_alone_is_measured_in_three_rounds_without_reading_the_ring(
+        monkeypatch) -> None:
+    (galera,) = _one_percent(monkeypatch, [], [], cassandra=False)
+    assert galera.seconds == 1.0 and galera.detail.endswith("runs in order: 1.0, 1.0, 1.0 s")
