@@ -7,6 +7,7 @@ import json
 import re
 import resource
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -154,17 +155,23 @@ def parse_jvm_stat(text: str, ticks_per_s: float) -> JvmCpu:
     return JvmCpu(pid, seconds, compilers)
 
 
+def on_cassandra_nodes(*command: str, check: bool = True
+                       ) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``command`` run on each Cassandra node of the lab (``podman exec``), by node."""
+    config = load_lab_config(REPO)
+    podman = Podman(config.containers_conf)
+    return {h.name: podman.run("exec", config.container_prefix + h.name, *command,
+                               check=check)
+            for h in select_hosts(INVENTORY, ["cassandra"])}
+
+
 def ring_jvm_cpu() -> dict[str, JvmCpu]:
     """Each Cassandra node's :class:`JvmCpu`, read on the node."""
     import os
 
-    config = load_lab_config(REPO)
-    podman = Podman(config.containers_conf)
     ticks = float(os.sysconf("SC_CLK_TCK"))   # the kernel's, which the containers share
     out = {}
-    for node in [h.name for h in select_hosts(INVENTORY, ["cassandra"])]:
-        read = podman.run("exec", config.container_prefix + node, "sh", "-c", _JVM_STAT,
-                          check=False)
+    for node, read in on_cassandra_nodes("sh", "-c", _JVM_STAT, check=False).items():
         if not read.stdout.strip():
             raise SystemExit(f"bench: {node}: the Cassandra JVM's CPU could not be read "
                              f"(is cassandra running?): {read.stderr.strip()[:300]}")
@@ -188,15 +195,11 @@ def jit_seconds(before: dict[str, JvmCpu], after: dict[str, JvmCpu]) -> tuple[fl
 def settle_cassandra(timeout: float = 900.0) -> float:
     """Wait until no Cassandra node has compactions pending (the previous load's), so that
     a measure does not pay for the one before it; the seconds waited."""
-    config = load_lab_config(REPO)
-    podman = Podman(config.containers_conf)
-    nodes = [h.name for h in select_hosts(INVENTORY, ["cassandra"])]
     started = time.monotonic()
     while True:
         pending = 0
-        for node in nodes:
-            stats = podman.run("exec", config.container_prefix + node, "nodetool",
-                               "compactionstats").stdout
+        for node, run in on_cassandra_nodes("nodetool", "compactionstats").items():
+            stats = run.stdout
             match = re.search(r"pending tasks:?\s+(\d+)", stats)
             if match is None:
                 raise SystemExit(f"bench: {node}: no 'pending tasks' in nodetool "

@@ -278,7 +278,7 @@ def one_percent_rounds(galera: bool, cassandra: bool) -> list[Measure]:
     first round's seconds are kept with the measure (``first_seconds``)."""
     runs: dict[str, list[Measure]] = {"Galera": [], "Cassandra": []}
     shares: list[float] = []
-    while True:
+    for count in range(1, ONE_PERCENT_MAX_RUNS + 1):
         changed = touch_one_percent()
         if galera:
             runs["Galera"].append(
@@ -286,15 +286,13 @@ def one_percent_rounds(galera: bool, cassandra: bool) -> list[Measure]:
         if cassandra:
             quiet_ring()
             before = ring_jvm_cpu()
-            measure = profiled(partial(incremental_round, "cassandra_prod", "Cassandra",
-                                       changed))
+            runs["Cassandra"].append(profiled(partial(
+                incremental_round, "cassandra_prod", "Cassandra", changed)))
             jit, jvm = jit_seconds(before, ring_jvm_cpu())
             shares.append(jit / jvm if jvm > 0 else 0.0)
             _say(f"the ring's JIT compilers: {jit:.1f} s of its JVMs' {jvm:.1f} s of CPU")
-            runs["Cassandra"].append(measure)
-        count = len(shares) if cassandra else len(runs["Galera"])
         warm = all(s < JIT_WARM_SHARE for s in shares[-ONE_PERCENT_RUNS:])
-        if count >= ONE_PERCENT_RUNS and (warm or count >= ONE_PERCENT_MAX_RUNS):
+        if count >= ONE_PERCENT_RUNS and warm:
             break
     out = []
     for target, done in runs.items():
@@ -305,10 +303,10 @@ def one_percent_rounds(galera: bool, cassandra: bool) -> list[Measure]:
         median.peak_rss_mib = max((m.peak_rss_mib for m in done if m.peak_rss_mib is not None),
                                   default=None)
         median.first_seconds = done[0].seconds
-        in_order = ", ".join(f"{m.seconds:.1f}" for m in done)
-        if target == "Cassandra":
-            in_order = ", ".join(f"{m.seconds:.1f} ({share:.0%} JIT)"
-                                 for m, share in zip(done, shares, strict=True))
+        notes = [f" ({share:.0%} JIT)" for share in shares] if target == "Cassandra" \
+            else [""] * len(done)
+        in_order = ", ".join(f"{m.seconds:.1f}{note}"
+                             for m, note in zip(done, notes, strict=True))
         median.detail += (f"; median of the last {len(kept)} of the runs in order: "
                           f"{in_order} s")
         out.append(median)
