@@ -4,6 +4,7 @@ and furet run on etl1 over SSH exactly as `fab` runs it."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import shlex
@@ -167,10 +168,10 @@ def on_cassandra_nodes(*command: str, check: bool = True
 
 def ring_jvm_cpu() -> dict[str, JvmCpu]:
     """Each Cassandra node's :class:`JvmCpu`, read on the node."""
-    import os
-
     ticks = float(os.sysconf("SC_CLK_TCK"))   # the kernel's, which the containers share
     out = {}
+    # check=False: the read exits non-zero when a thread ended before its own read
+    # (_JVM_STAT); the other threads are there. Nothing read at all is the error below.
     for node, read in on_cassandra_nodes("sh", "-c", _JVM_STAT, check=False).items():
         if not read.stdout.strip():
             raise SystemExit(f"bench: {node}: the Cassandra JVM's CPU could not be read "
